@@ -1,0 +1,5 @@
+//! encrypt-repo: a client-side encrypting object-storage repository.
+//!
+//! This crate is the facade over the workspace libraries; see the README and ARCHITECTURE.md.
+
+pub use encrypt_repo_format as format;
