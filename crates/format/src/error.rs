@@ -34,7 +34,9 @@ pub enum Error {
     #[error("header has unknown flags or non-zero reserved bytes")]
     InvalidFlags,
     /// The object's path binding does not match what the reader expects.
-    #[error("object path binding mismatch: header says bound={header}, reader expects bound={expected}")]
+    #[error(
+        "object path binding mismatch: header says bound={header}, reader expects bound={expected}"
+    )]
     BindingMismatch {
         /// What the header says.
         header: bool,

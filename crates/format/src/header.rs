@@ -68,7 +68,10 @@ impl Header {
         // Magic and version are checked before the length, so a future version with a longer
         // header is reported as "unsupported version", not "truncated".
         if bytes.len() < OFF_VERSION + 2 {
-            return Err(Error::TruncatedHeader { len: bytes.len(), need: HEADER_LEN });
+            return Err(Error::TruncatedHeader {
+                len: bytes.len(),
+                need: HEADER_LEN,
+            });
         }
         if bytes[..OFF_VERSION] != MAGIC {
             return Err(Error::BadMagic);
@@ -78,7 +81,10 @@ impl Header {
             return Err(Error::UnsupportedVersion(version));
         }
         let Some(b) = bytes.get(..HEADER_LEN) else {
-            return Err(Error::TruncatedHeader { len: bytes.len(), need: HEADER_LEN });
+            return Err(Error::TruncatedHeader {
+                len: bytes.len(),
+                need: HEADER_LEN,
+            });
         };
         let suite = u16::from_be_bytes([b[OFF_SUITE], b[OFF_SUITE + 1]]);
         if suite != SUITE_AES256GCM_HKDF_SHA256 {

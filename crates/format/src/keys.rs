@@ -134,13 +134,19 @@ impl<'a> ObjectContext<'a> {
     /// A context bound to `path` (the default).
     #[must_use]
     pub fn bound(repository_id: RepositoryId, path: &'a str) -> Self {
-        Self { repository_id, path: Some(path) }
+        Self {
+            repository_id,
+            path: Some(path),
+        }
     }
 
     /// A context for a repository that opted out of path binding.
     #[must_use]
     pub fn unbound(repository_id: RepositoryId) -> Self {
-        Self { repository_id, path: None }
+        Self {
+            repository_id,
+            path: None,
+        }
     }
 
     /// SHA-256 of the path, or 32 zero bytes when unbound (FORMAT.md §3).
@@ -177,7 +183,14 @@ pub(crate) fn derive(
     (key, commitment)
 }
 
-fn expand(prk: &hkdf::Prk, label: &[u8], bound: &[u8], repo: &[u8], path: &[u8], out: &mut [u8; 32]) {
+fn expand(
+    prk: &hkdf::Prk,
+    label: &[u8],
+    bound: &[u8],
+    repo: &[u8],
+    path: &[u8],
+    out: &mut [u8; 32],
+) {
     struct Len32;
     impl hkdf::KeyType for Len32 {
         fn len(&self) -> usize {

@@ -98,9 +98,14 @@ impl Layout {
     /// [`Error::TooLarge`] above [`Layout::max_plaintext_len`].
     pub fn for_plaintext(chunk: ChunkSize, plaintext_len: u64) -> Result<Self> {
         if plaintext_len > Self::max_plaintext_len(chunk) {
-            return Err(Error::TooLarge { what: "more than 2^32 chunks" });
+            return Err(Error::TooLarge {
+                what: "more than 2^32 chunks",
+            });
         }
-        Ok(Self { chunk, plaintext_len })
+        Ok(Self {
+            chunk,
+            plaintext_len,
+        })
     }
 
     /// The layout of an object whose whole ciphertext (header included) is `ciphertext_len` bytes.
@@ -111,7 +116,9 @@ impl Layout {
     /// truncated tag, or an empty chunk after full ones), [`Error::TooLarge`] past the limits.
     pub fn for_ciphertext(chunk: ChunkSize, ciphertext_len: u64) -> Result<Self> {
         let invalid = Error::InvalidCiphertextLength(ciphertext_len);
-        let body = ciphertext_len.checked_sub(HEADER_LEN as u64).ok_or(invalid.clone())?;
+        let body = ciphertext_len
+            .checked_sub(HEADER_LEN as u64)
+            .ok_or(invalid.clone())?;
         let (c, t) = (chunk.bytes() as u64, TAG_LEN as u64);
         let (k, r) = (body / (c + t), body % (c + t));
         let plaintext_len = match r {
@@ -138,7 +145,9 @@ impl Layout {
     /// Number of chunks: one for an empty object, otherwise `ceil(len / chunk)`.
     #[must_use]
     pub fn chunk_count(&self) -> u64 {
-        self.plaintext_len.div_ceil(self.chunk.bytes() as u64).max(1)
+        self.plaintext_len
+            .div_ceil(self.chunk.bytes() as u64)
+            .max(1)
     }
 
     /// Index of the final chunk.
@@ -173,7 +182,13 @@ impl Layout {
         }
         let c = self.chunk.bytes() as u64;
         if range.is_empty() {
-            return Ok(RangePlan { chunks: 0..0, ciphertext: 0..0, skip: 0, len: 0, final_included: false });
+            return Ok(RangePlan {
+                chunks: 0..0,
+                ciphertext: 0..0,
+                skip: 0,
+                len: 0,
+                final_included: false,
+            });
         }
         let first = range.start / c;
         let last = (range.end - 1) / c;
@@ -223,7 +238,15 @@ mod tests {
     fn invalid_ciphertext_lengths() {
         let chunk = ChunkSize(16);
         let (c, t, h) = (chunk.bytes() as u64, TAG_LEN as u64, HEADER_LEN as u64);
-        for bad in [0, h - 1, h, h + t - 1, h + c + t + 1, h + c + t + t, h + c + 2 * t - 1] {
+        for bad in [
+            0,
+            h - 1,
+            h,
+            h + t - 1,
+            h + c + t + 1,
+            h + c + t + t,
+            h + c + 2 * t - 1,
+        ] {
             assert!(Layout::for_ciphertext(chunk, bad).is_err(), "{bad}");
         }
         // Exhaustively: every length maps back to itself or is rejected.
@@ -241,8 +264,14 @@ mod tests {
             let l = Layout::for_plaintext(chunk, max).unwrap();
             assert_eq!(l.chunk_count(), MAX_CHUNKS);
             assert_eq!(l.final_index(), MAX_CHUNKS - 1);
-            assert_eq!(Layout::for_ciphertext(chunk, l.ciphertext_len()).unwrap(), l);
-            assert!(matches!(Layout::for_plaintext(chunk, max + 1), Err(Error::TooLarge { .. })));
+            assert_eq!(
+                Layout::for_ciphertext(chunk, l.ciphertext_len()).unwrap(),
+                l
+            );
+            assert!(matches!(
+                Layout::for_plaintext(chunk, max + 1),
+                Err(Error::TooLarge { .. })
+            ));
             let over = l.ciphertext_len() + TAG_LEN as u64 + 1;
             assert!(Layout::for_ciphertext(chunk, over).is_err());
         }

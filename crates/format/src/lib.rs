@@ -38,7 +38,9 @@ pub use header::{
     COMMITMENT_LEN, FLAG_PATH_BOUND, HEADER_LEN, Header, MAGIC, SUITE_AES256GCM_HKDF_SHA256,
     VERSION_1,
 };
-pub use keys::{DATA_KEY_LEN, DataKey, DataKeyId, ID_LEN, ObjectContext, RepositoryId, SALT_LEN, Salt};
+pub use keys::{
+    DATA_KEY_LEN, DataKey, DataKeyId, ID_LEN, ObjectContext, RepositoryId, SALT_LEN, Salt,
+};
 pub use layout::{
     CHUNK_LOG2_DEFAULT, CHUNK_LOG2_MAX, CHUNK_LOG2_MIN, ChunkSize, Layout, MAX_CHUNKS, RangePlan,
 };
@@ -56,7 +58,10 @@ pub fn seal_object(
     chunk: ChunkSize,
     plaintext: &[u8],
 ) -> Result<Vec<u8>> {
-    seal_with(ObjectSealer::new(data_key, data_key_id, ctx, chunk)?, plaintext)
+    seal_with(
+        ObjectSealer::new(data_key, data_key_id, ctx, chunk)?,
+        plaintext,
+    )
 }
 
 /// Seals a whole object with a given sealer (for example one built with a fixed salt).
@@ -124,5 +129,7 @@ pub(crate) fn unhex(s: &str) -> Option<Vec<u8>> {
     if !b.len().is_multiple_of(2) {
         return None;
     }
-    b.chunks(2).map(|p| Some(nibble(p[0])? << 4 | nibble(p[1])?)).collect()
+    b.chunks(2)
+        .map(|p| Some(nibble(p[0])? << 4 | nibble(p[1])?))
+        .collect()
 }

@@ -30,7 +30,13 @@ impl ObjectSealer {
         ctx: &ObjectContext<'_>,
         chunk: ChunkSize,
     ) -> Result<Self> {
-        Ok(Self::with_salt(data_key, data_key_id, ctx, chunk, Salt::random()?))
+        Ok(Self::with_salt(
+            data_key,
+            data_key_id,
+            ctx,
+            chunk,
+            Salt::random()?,
+        ))
     }
 
     /// Like [`ObjectSealer::new`] with a caller-chosen salt. The salt must never repeat for a data
@@ -52,7 +58,11 @@ impl ObjectSealer {
         };
         let (key, commitment) = derive(data_key, &header.to_bytes(), &salt, ctx);
         header.commitment = commitment;
-        Self { cipher: Aes256Gcm::new(&key.0), header: header.to_bytes(), chunk }
+        Self {
+            cipher: Aes256Gcm::new(&key.0),
+            header: header.to_bytes(),
+            chunk,
+        }
     }
 
     /// The header to write at offset 0.
@@ -88,7 +98,9 @@ impl ObjectSealer {
             return Err(Error::Usage("non-final batch must be whole chunks"));
         }
         if last_is_final && plaintext.is_empty() && first != 0 {
-            return Err(Error::Usage("only an empty object has an empty final chunk"));
+            return Err(Error::Usage(
+                "only an empty object has an empty final chunk",
+            ));
         }
         if out.len() != sealed_len(self.chunk, plaintext.len()) {
             return Err(Error::Usage("output buffer has the wrong length"));
@@ -147,7 +159,11 @@ impl ObjectOpener {
         let (key, commitment) = derive(data_key, &bytes, &header.salt, ctx);
         verify_slices_are_equal(&commitment, &header.commitment)
             .map_err(|_| Error::CommitmentMismatch)?;
-        Ok(Self { cipher: Aes256Gcm::new(&key.0), header_bytes: bytes, header })
+        Ok(Self {
+            cipher: Aes256Gcm::new(&key.0),
+            header_bytes: bytes,
+            header,
+        })
     }
 
     /// The verified header.
@@ -231,6 +247,8 @@ pub fn opened_len(chunk: ChunkSize, ciphertext_len: usize) -> usize {
 fn check_batch(first: u64, n: u64) -> Result<u64> {
     match first.checked_add(n) {
         Some(end) if end <= MAX_CHUNKS => Ok(n),
-        _ => Err(Error::TooLarge { what: "chunk index above 2^32 - 1" }),
+        _ => Err(Error::TooLarge {
+            what: "chunk index above 2^32 - 1",
+        }),
     }
 }

@@ -26,7 +26,12 @@ impl Encryptor {
     #[must_use]
     pub fn new(sealer: ObjectSealer, batch_chunks: usize) -> Self {
         let batch = sealer.chunk_size().bytes() * batch_chunks.max(1);
-        Self { sealer, next: 0, pending: Vec::new(), batch }
+        Self {
+            sealer,
+            next: 0,
+            pending: Vec::new(),
+            batch,
+        }
     }
 
     /// The header, to be written before any chunk.
@@ -81,7 +86,8 @@ impl Encryptor {
         let chunk = self.sealer.chunk_size();
         let start = out.len();
         out.resize(start + sealed_len(chunk, plaintext.len()), 0);
-        self.sealer.seal_chunks(self.next, plaintext, last_is_final, &mut out[start..])?;
+        self.sealer
+            .seal_chunks(self.next, plaintext, last_is_final, &mut out[start..])?;
         self.next += plaintext.len().div_ceil(chunk.bytes()).max(1) as u64;
         Ok(())
     }
@@ -128,11 +134,25 @@ impl Decryptor {
     pub fn for_range(opener: ObjectOpener, plan: &RangePlan, batch_chunks: usize) -> Self {
         let n = plan.chunks.end - plan.chunks.start;
         let end = match n {
-            0 => End::Chunk { last: 0, is_final: false },
-            _ => End::Chunk { last: plan.chunks.end - 1, is_final: plan.final_included },
+            0 => End::Chunk {
+                last: 0,
+                is_final: false,
+            },
+            _ => End::Chunk {
+                last: plan.chunks.end - 1,
+                is_final: plan.final_included,
+            },
         };
         let max = n * opener.chunk_size().sealed_bytes() as u64;
-        Self::build(opener, batch_chunks, plan.chunks.start, end, plan.skip, plan.len, max)
+        Self::build(
+            opener,
+            batch_chunks,
+            plan.chunks.start,
+            end,
+            plan.skip,
+            plan.len,
+            max,
+        )
     }
 
     fn build(
@@ -194,7 +214,9 @@ impl Decryptor {
             }
             let sealed = self.opener.chunk_size().sealed_bytes();
             if self.next + pending.len().div_ceil(sealed) as u64 != last + 1 {
-                return Err(Error::Truncated { chunk: self.next + (pending.len() / sealed) as u64 });
+                return Err(Error::Truncated {
+                    chunk: self.next + (pending.len() / sealed) as u64,
+                });
             }
         }
         if pending.is_empty() {
@@ -210,7 +232,9 @@ impl Decryptor {
     fn push_inner(&mut self, mut input: &[u8], out: &mut Vec<u8>) -> Result<()> {
         self.received = self.received.saturating_add(input.len() as u64);
         if self.received > self.expected_max {
-            return Err(Error::TrailingData { extra: self.received - self.expected_max });
+            return Err(Error::TrailingData {
+                extra: self.received - self.expected_max,
+            });
         }
         while !input.is_empty() {
             if self.pending.len() == self.batch {
@@ -237,7 +261,10 @@ impl Decryptor {
         let chunk = self.opener.chunk_size();
         let start = out.len();
         out.resize(start + opened_len(chunk, ciphertext.len()), 0);
-        if let Err(e) = self.opener.open_chunks(self.next, ciphertext, last_is_final, &mut out[start..]) {
+        if let Err(e) =
+            self.opener
+                .open_chunks(self.next, ciphertext, last_is_final, &mut out[start..])
+        {
             out.truncate(start);
             return Err(e);
         }

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The whole test suite, as the README gives it and as CI runs it (.ci/run calls this script).
+# It installs what it needs itself; nothing has to be installed by hand first.
+#
+#   bash tests/run.sh            everything
+#   bash tests/run.sh --quick    skip the fuzz-target build
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+quick=0
+[[ "${1:-}" == "--quick" ]] && quick=1
+
+step() { printf '\n==> %s\n' "$*" >&2; }
+
+step "format check"
+cargo fmt --all --check
+
+step "clippy (warnings denied)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "tests (workspace)"
+cargo test --workspace --all-targets --locked
+cargo test --workspace --doc --locked
+
+step "docs (broken links and missing docs denied)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
+
+if [[ $quick == 0 ]]; then
+    step "fuzz targets build"
+    if ! cargo fuzz --version >/dev/null 2>&1; then
+        cargo install cargo-fuzz --version 0.13.2 --locked
+    fi
+    (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz build --release)
+fi
+
+step "all test steps passed"
