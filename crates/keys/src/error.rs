@@ -1,0 +1,77 @@
+//! The keys crate's error type.
+
+/// Result alias for this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Errors from key providers, the registry and the caches. None of them carries key material.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The provider answered that the key cannot be used (disabled, revoked, access denied, not
+    /// found, pending deletion, unavailable). A repository that sees this locks itself.
+    #[error("key provider {provider} reports key {key} unavailable: {reason}")]
+    KeyUnavailable {
+        /// Provider type name.
+        provider: String,
+        /// Key identity as registered (id, ARN, key name, fingerprint).
+        key: String,
+        /// What the provider said, without secrets.
+        reason: String,
+    },
+    /// A wrapped data key did not authenticate: wrong master key, wrong context, or tampering.
+    #[error(
+        "key provider {provider} could not unwrap data key {data_key_id}: wrong master key, wrong repository, or a tampered keyring record"
+    )]
+    UnwrapFailed {
+        /// Provider type name.
+        provider: String,
+        /// The data key that failed (hex).
+        data_key_id: String,
+    },
+    /// A wrapped key belongs to another provider instance or master key.
+    #[error("wrapped data key was made by {found}, not by this provider ({expected})")]
+    ForeignWrappedKey {
+        /// Who wrapped it.
+        found: String,
+        /// This provider.
+        expected: String,
+    },
+    /// Unknown provider type.
+    #[error("unknown key provider type {name:?}; known types: {}", known.join(", "))]
+    UnknownProvider {
+        /// The requested type.
+        name: String,
+        /// Registered types.
+        known: Vec<String>,
+    },
+    /// A setting is missing or invalid.
+    #[error("key provider {provider}: setting {setting:?} {problem}")]
+    Setting {
+        /// Provider type name.
+        provider: String,
+        /// The setting's name.
+        setting: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// Reading or creating a key file, or running a passphrase command, failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done (names the file or command, never a secret).
+        what: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The provider could not be reached or failed for a transient reason.
+    #[error("key provider {provider} failed: {message}")]
+    Provider {
+        /// Provider type name.
+        provider: String,
+        /// What went wrong, without secrets.
+        message: String,
+    },
+    /// A format-level failure (random generator, key length).
+    #[error(transparent)]
+    Format(#[from] encrypt_repo_format::Error),
+}

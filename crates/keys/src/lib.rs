@@ -1,0 +1,41 @@
+//! encrypt-repo key providers.
+//!
+//! A [`KeyProvider`] generates 256-bit data keys and wraps / unwraps them under a master key it
+//! keeps (a KMS key, a local key file, a passphrase). Data keys never leave the process in
+//! plaintext; wrapped copies go to the repository keyring. A [`ProviderRegistry`] builds providers
+//! from a type name and a settings map. [`WriterKey`] and [`ReaderCache`] keep provider calls to
+//! one per rotation interval for writers and one per key per TTL for readers.
+//!
+//! This crate has the `local` and `passphrase` providers; cloud KMS providers live in sibling
+//! crates that depend on this one.
+
+mod cache;
+mod error;
+mod kek;
+pub mod local;
+pub mod passphrase;
+mod provider;
+mod registry;
+mod secret;
+
+pub use cache::{CachePolicy, ReaderCache, WriterKey};
+pub use error::{Error, Result};
+pub use provider::{
+    GeneratedKey, KeyProvider, KeyStatus, RotationInfo, Settings, WrapContext, WrappedKey,
+};
+pub use registry::{ProviderFactory, ProviderRegistry};
+pub use secret::{COMMAND_TIMEOUT, MAX_SECRET_LEN, SecretSource};
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub(crate) fn unhex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) || !s.is_ascii() {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok())
+        .collect()
+}
