@@ -4,6 +4,8 @@
 //!
 //! `UPDATE_FORMAT_MD=1 cargo test -p encrypt-repo-format --test format_md` rewrites the block.
 
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
+
 use std::fmt::Write as _;
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};

@@ -1,0 +1,680 @@
+//! `EncryptedStore<S>`: every `ObjectStore` method, encrypting on the way in and verifying on
+//! the way out.
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use encrypt_repo_format::{
+    DEFAULT_BATCH_CHUNKS, Decryptor, Encryptor, HEADER_LEN, Header, Layout, ObjectContext,
+    ObjectOpener, ObjectSealer,
+};
+use futures::stream::{BoxStream, StreamExt, TryStreamExt};
+use object_store::path::Path;
+use object_store::{
+    CopyMode, CopyOptions, GetOptions, GetRange, GetResult, GetResultPayload, ListResult,
+    MultipartUpload, ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutMultipartOptions,
+    PutOptions, PutPayload, PutResult, RenameOptions, RenameTargetMode,
+};
+
+use crate::error::{Error, Result};
+use crate::repository::{RESERVED_PREFIX, Repository};
+use crate::upload::EncryptedUpload;
+
+/// Tuning of an [`EncryptedStore`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreConfig {
+    /// Chunks per multipart part (default 8: 8 MiB parts with 1 MiB chunks; S3 needs ≥ 5 MiB).
+    pub part_chunks: usize,
+    /// Chunks sealed or opened together on the rayon pool (default 8).
+    pub batch_chunks: usize,
+    /// Headers remembered per (location, etag), so repeated range reads fetch only chunks.
+    pub header_cache_entries: usize,
+    /// Objects up to this size are copied (re-encrypted) with one put; larger ones stream
+    /// through a multipart upload.
+    pub copy_in_memory_limit: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            part_chunks: 8,
+            batch_chunks: DEFAULT_BATCH_CHUNKS,
+            header_cache_entries: 4096,
+            copy_in_memory_limit: 64 << 20,
+        }
+    }
+}
+
+/// A drop-in `ObjectStore` that encrypts everything it writes to `inner` and verifies
+/// everything it reads. Object attributes and tags are passed through **unencrypted**; object
+/// names are not encrypted either.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::sync::Arc;
+/// use encrypt_repo_store::{EncryptedStore, Repository, RepositoryOptions};
+/// use encrypt_repo_keys::ProviderRegistry;
+/// use object_store::{ObjectStore, ObjectStoreExt, local::LocalFileSystem, path::Path};
+///
+/// let backend = Arc::new(LocalFileSystem::new_with_prefix("/srv/backups")?);
+/// let repo = Repository::open(backend.clone(), &ProviderRegistry::with_builtin(), &Default::default(), RepositoryOptions::default()).await?;
+/// let store = EncryptedStore::new(backend, Arc::new(repo));
+/// store.put(&Path::from("a/b.txt"), "secret".into()).await?;
+/// # Ok(()) }
+/// ```
+pub struct EncryptedStore<S> {
+    inner: Arc<S>,
+    repo: Arc<Repository>,
+    config: StoreConfig,
+    headers: Arc<Mutex<HeaderCache>>,
+}
+
+/// Object headers by (location, etag): a header never changes while the etag stays the same.
+type HeaderCache = HashMap<(Path, String), [u8; HEADER_LEN]>;
+
+impl<S> std::fmt::Debug for EncryptedStore<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EncryptedStore")
+            .field("repository", &self.repo)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: ObjectStore> std::fmt::Display for EncryptedStore<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "EncryptedStore({}, repository {})",
+            self.inner,
+            self.repo.id()
+        )
+    }
+}
+
+impl<S: ObjectStore> EncryptedStore<S> {
+    /// Wraps `inner`, which must be the store `repo` was opened over.
+    pub fn new(inner: Arc<S>, repo: Arc<Repository>) -> Self {
+        Self::with_config(inner, repo, StoreConfig::default())
+    }
+
+    /// Like [`EncryptedStore::new`] with explicit tuning.
+    pub fn with_config(inner: Arc<S>, repo: Arc<Repository>, config: StoreConfig) -> Self {
+        Self {
+            inner,
+            repo,
+            config,
+            headers: Arc::default(),
+        }
+    }
+
+    /// The repository.
+    pub fn repository(&self) -> &Arc<Repository> {
+        &self.repo
+    }
+
+    /// The wrapped store.
+    pub fn inner(&self) -> &Arc<S> {
+        &self.inner
+    }
+
+    fn context<'a>(&self, location: &'a Path) -> ObjectContext<'a> {
+        if self.repo.path_binding() {
+            ObjectContext::bound(self.repo.id(), location.as_ref())
+        } else {
+            ObjectContext::unbound(self.repo.id())
+        }
+    }
+
+    fn layout(&self, location: &Path, ciphertext_len: u64) -> Result<Layout> {
+        Layout::for_ciphertext(self.repo.chunk_size(), ciphertext_len).map_err(|source| {
+            Error::Object {
+                path: location.to_string(),
+                source,
+            }
+        })
+    }
+
+    fn plain_meta(&self, mut meta: ObjectMeta) -> Result<ObjectMeta> {
+        if self.repo.is_encrypted() {
+            meta.size = self.layout(&meta.location, meta.size)?.plaintext_len();
+        }
+        Ok(meta)
+    }
+
+    async fn sealer(&self, location: &Path) -> Result<ObjectSealer> {
+        let (id, key) = self.repo.key_for_write().await?;
+        ObjectSealer::new(&key, id, &self.context(location), self.repo.chunk_size()).map_err(
+            |source| Error::Object {
+                path: location.to_string(),
+                source,
+            },
+        )
+    }
+
+    async fn seal_payload(&self, location: &Path, payload: PutPayload) -> Result<PutPayload> {
+        let sealer = self.sealer(location).await?;
+        let batch = self.config.batch_chunks;
+        let chunk = self.repo.chunk_size();
+        let small = payload.content_length() <= chunk.bytes();
+        let path = location.to_string();
+        let seal = move || -> Result<PutPayload> {
+            let mut enc = Encryptor::new(sealer, batch);
+            let layout = Layout::for_plaintext(chunk, payload.content_length() as u64).map_err(
+                |source| Error::Object {
+                    path: path.clone(),
+                    source,
+                },
+            )?;
+            let mut out = Vec::with_capacity(layout.ciphertext_len() as usize);
+            out.extend_from_slice(enc.header_bytes());
+            for part in payload.iter() {
+                enc.push(part, &mut out).map_err(|source| Error::Object {
+                    path: path.clone(),
+                    source,
+                })?;
+            }
+            enc.finish(&mut out).map_err(|source| Error::Object {
+                path: path.clone(),
+                source,
+            })?;
+            Ok(PutPayload::from(Bytes::from(out)))
+        };
+        // One chunk or less: cheaper to seal here than to hop to a blocking thread.
+        if small {
+            return seal();
+        }
+        tokio::task::spawn_blocking(seal)
+            .await
+            .map_err(|e| Error::Store(e.into()))?
+    }
+
+    async fn header_for(&self, location: &Path, meta: &ObjectMeta) -> Result<[u8; HEADER_LEN]> {
+        let key = meta.e_tag.clone().map(|e| (location.clone(), e));
+        if let Some(k) = &key
+            && let Some(h) = self.lock_headers().get(k)
+        {
+            return Ok(*h);
+        }
+        let opts = GetOptions {
+            range: Some(GetRange::Bounded(0..HEADER_LEN as u64)),
+            if_match: meta.e_tag.clone(),
+            version: meta.version.clone(),
+            ..Default::default()
+        };
+        let bytes = self.inner.get_opts(location, opts).await?.bytes().await?;
+        let header: [u8; HEADER_LEN] = bytes.as_ref().try_into().map_err(|_| Error::Object {
+            path: location.to_string(),
+            source: encrypt_repo_format::Error::TruncatedHeader {
+                len: bytes.len(),
+                need: HEADER_LEN,
+            },
+        })?;
+        self.remember_header(key, header);
+        Ok(header)
+    }
+
+    fn remember_header(&self, key: Option<(Path, String)>, header: [u8; HEADER_LEN]) {
+        let Some(key) = key else { return };
+        let mut cache = self.lock_headers();
+        if cache.len() >= self.config.header_cache_entries {
+            cache.clear(); // crude but bounded: a full cache starts over
+        }
+        cache.insert(key, header);
+    }
+
+    fn lock_headers(&self) -> std::sync::MutexGuard<'_, HeaderCache> {
+        self.headers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    async fn opener(&self, location: &Path, header: &[u8; HEADER_LEN]) -> Result<ObjectOpener> {
+        let obj = |source| Error::Object {
+            path: location.to_string(),
+            source,
+        };
+        let parsed = Header::parse(header).map_err(obj)?;
+        if parsed.chunk_size != self.repo.chunk_size() {
+            return Err(Error::ChunkSizeMismatch {
+                path: location.to_string(),
+                found: parsed.chunk_size.bytes(),
+                expected: self.repo.chunk_size().bytes(),
+            });
+        }
+        let key = self
+            .repo
+            .key_for_read(parsed.data_key_id, location.as_ref())
+            .await?;
+        ObjectOpener::new(header, &key, &self.context(location)).map_err(obj)
+    }
+
+    async fn get_encrypted(&self, location: &Path, mut options: GetOptions) -> Result<GetResult> {
+        self.repo.check_unlocked()?;
+        if options.head {
+            let mut r = self.inner.get_opts(location, options).await?;
+            r.meta = self.plain_meta(r.meta)?;
+            r.range = 0..r.meta.size;
+            return Ok(r);
+        }
+        let c = self.repo.chunk_size().bytes() as u64;
+        let s = self.repo.chunk_size().sealed_bytes() as u64;
+        let h = HEADER_LEN as u64;
+        let range_err = |message: String| Error::Range {
+            path: location.to_string(),
+            message,
+        };
+        let requested = match options.range.take() {
+            Some(GetRange::Suffix(n)) => {
+                // Suffix needs the plaintext length (and Azure has no suffix ranges): head first.
+                let l = self
+                    .layout(location, self.inner.head(location).await?.size)?
+                    .plaintext_len();
+                if l == 0 {
+                    None
+                } else {
+                    Some(GetRange::Bounded(l.saturating_sub(n)..l))
+                }
+            }
+            Some(GetRange::Bounded(r)) if r.start >= r.end => {
+                return Err(range_err(format!(
+                    "range {}..{} is empty or reversed",
+                    r.start, r.end
+                )));
+            }
+            other => other,
+        };
+        let first_chunk = match &requested {
+            Some(GetRange::Bounded(r)) => r.start / c,
+            Some(GetRange::Offset(o)) => o / c,
+            None | Some(GetRange::Suffix(_)) => 0, // a suffix was resolved to a bounded range above
+        };
+        let fetch_from = if first_chunk == 0 {
+            0
+        } else {
+            h + first_chunk * s
+        };
+        options.range = match &requested {
+            None => None,
+            Some(GetRange::Bounded(r)) => {
+                Some(GetRange::Bounded(fetch_from..h + ((r.end - 1) / c + 1) * s))
+            }
+            Some(_) if fetch_from == 0 => None,
+            Some(_) => Some(GetRange::Offset(fetch_from)),
+        };
+        let result = self.inner.get_opts(location, options).await?;
+        let layout = self.layout(location, result.meta.size)?;
+        let l = layout.plaintext_len();
+        let plain_range = match &requested {
+            None => 0..l,
+            Some(r) => r.as_range(l).map_err(|e| range_err(e.to_string()))?,
+        };
+        let plan = layout
+            .plan(plain_range.clone())
+            .map_err(|source| Error::Object {
+                path: location.to_string(),
+                source,
+            })?;
+        if result.range.start != fetch_from {
+            return Err(range_err(format!(
+                "backend returned bytes from {} instead of {fetch_from}",
+                result.range.start
+            )));
+        }
+        let meta = self.plain_meta(result.meta.clone())?;
+        let attributes = result.attributes.clone();
+        let extensions = result.extensions.clone();
+        let mut input = result.into_stream();
+        let header = if fetch_from == 0 {
+            let (header, rest) = take_header(input, location).await?;
+            input = rest;
+            self.remember_header(meta.e_tag.clone().map(|e| (location.clone(), e)), header);
+            header
+        } else {
+            self.header_for(location, &meta).await?
+        };
+        let opener = self.opener(location, &header).await?;
+        let dec = match requested {
+            None => Decryptor::new(opener, self.config.batch_chunks),
+            Some(_) => Decryptor::for_range(opener, &plan, self.config.batch_chunks),
+        };
+        let stream = decrypt_stream(input, dec, location.to_string());
+        Ok(GetResult {
+            payload: GetResultPayload::Stream(stream),
+            meta,
+            range: plain_range,
+            attributes,
+            extensions,
+        })
+    }
+
+    async fn copy_encrypted(&self, from: &Path, to: &Path, mode: CopyMode) -> Result<()> {
+        reject_reserved(from)?;
+        reject_reserved(to)?;
+        let src = self.get_encrypted(from, GetOptions::default()).await?;
+        let put_mode = match mode {
+            CopyMode::Overwrite => PutMode::Overwrite,
+            CopyMode::Create => PutMode::Create,
+        };
+        if src.meta.size <= self.config.copy_in_memory_limit {
+            let bytes = src.bytes().await?;
+            let payload = self.seal_payload(to, PutPayload::from(bytes)).await?;
+            self.inner
+                .put_opts(
+                    to,
+                    payload,
+                    PutOptions {
+                        mode: put_mode,
+                        ..Default::default()
+                    },
+                )
+                .await?;
+            return Ok(());
+        }
+        if mode == CopyMode::Create && self.inner.head(to).await.is_ok() {
+            return Err(Error::Store(object_store::Error::AlreadyExists {
+                path: to.to_string(),
+                source: "copy target exists".into(),
+            }));
+        }
+        let mut upload = self
+            .put_multipart_opts(to, PutMultipartOptions::default())
+            .await?;
+        let mut stream = src.into_stream();
+        while let Some(bytes) = stream.next().await {
+            match bytes {
+                Ok(b) => upload.put_part(PutPayload::from(b)).await?,
+                Err(e) => {
+                    upload.abort().await.ok();
+                    return Err(e.into());
+                }
+            }
+        }
+        upload.complete().await?;
+        Ok(())
+    }
+}
+
+fn is_reserved(location: &Path) -> bool {
+    location
+        .parts()
+        .next()
+        .is_some_and(|p| p.as_ref() == RESERVED_PREFIX)
+}
+
+fn reject_reserved(location: &Path) -> Result<()> {
+    if is_reserved(location) {
+        Err(Error::Reserved(location.to_string()))
+    } else {
+        Ok(())
+    }
+}
+
+/// Reads the 96-byte header off the front of `input`; returns it and the rest of the stream.
+async fn take_header(
+    mut input: BoxStream<'static, object_store::Result<Bytes>>,
+    location: &Path,
+) -> Result<(
+    [u8; HEADER_LEN],
+    BoxStream<'static, object_store::Result<Bytes>>,
+)> {
+    let mut buf = Vec::with_capacity(HEADER_LEN);
+    let mut rest = Bytes::new();
+    while buf.len() < HEADER_LEN {
+        match input.next().await {
+            Some(b) => {
+                let b = b?;
+                let take = (HEADER_LEN - buf.len()).min(b.len());
+                buf.extend_from_slice(&b[..take]);
+                rest = b.slice(take..);
+            }
+            None => {
+                return Err(Error::Object {
+                    path: location.to_string(),
+                    source: encrypt_repo_format::Error::TruncatedHeader {
+                        len: buf.len(),
+                        need: HEADER_LEN,
+                    },
+                });
+            }
+        }
+    }
+    let mut header = [0u8; HEADER_LEN];
+    header.copy_from_slice(&buf);
+    let stream = futures::stream::once(async move { Ok(rest) })
+        .chain(input)
+        .boxed();
+    Ok((header, stream))
+}
+
+/// Verified plaintext out of a ciphertext stream. After an error the stream ends.
+fn decrypt_stream(
+    input: BoxStream<'static, object_store::Result<Bytes>>,
+    dec: Decryptor,
+    path: String,
+) -> BoxStream<'static, object_store::Result<Bytes>> {
+    struct State {
+        input: BoxStream<'static, object_store::Result<Bytes>>,
+        dec: Option<Decryptor>,
+        path: String,
+    }
+    let fail = |path: &str, source| {
+        object_store::Error::from(Error::Object {
+            path: path.to_owned(),
+            source,
+        })
+    };
+    futures::stream::unfold(
+        State {
+            input,
+            dec: Some(dec),
+            path,
+        },
+        move |mut st| async move {
+            loop {
+                let dec = st.dec.as_mut()?;
+                match st.input.next().await {
+                    Some(Ok(bytes)) => {
+                        let mut out = Vec::new();
+                        if let Err(e) = dec.push(&bytes, &mut out) {
+                            st.dec = None;
+                            return Some((Err(fail(&st.path, e)), st));
+                        }
+                        if !out.is_empty() {
+                            return Some((Ok(Bytes::from(out)), st));
+                        }
+                    }
+                    Some(Err(e)) => {
+                        st.dec = None;
+                        return Some((Err(e), st));
+                    }
+                    None => {
+                        let dec = st.dec.take()?;
+                        let mut out = Vec::new();
+                        return match dec.finish(&mut out) {
+                            Ok(()) if out.is_empty() => None,
+                            Ok(()) => Some((Ok(Bytes::from(out)), st)),
+                            Err(e) => Some((Err(fail(&st.path, e)), st)),
+                        };
+                    }
+                }
+            }
+        },
+    )
+    .fuse() // consumers such as object_store's collect_bytes poll again after the end
+    .boxed()
+}
+
+#[async_trait::async_trait]
+#[deny(clippy::missing_trait_methods)]
+impl<S: ObjectStore> ObjectStore for EncryptedStore<S> {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> object_store::Result<PutResult> {
+        reject_reserved(location)?;
+        if !self.repo.is_encrypted() {
+            return self.inner.put_opts(location, payload, opts).await;
+        }
+        self.repo.check_unlocked()?;
+        let sealed = self.seal_payload(location, payload).await?;
+        self.inner.put_opts(location, sealed, opts).await
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn MultipartUpload>> {
+        reject_reserved(location)?;
+        if !self.repo.is_encrypted() {
+            return self.inner.put_multipart_opts(location, opts).await;
+        }
+        self.repo.check_unlocked()?;
+        let sealer = self.sealer(location).await?;
+        let inner = self.inner.put_multipart_opts(location, opts).await?;
+        Ok(Box::new(EncryptedUpload::new(
+            inner,
+            sealer,
+            self.config.part_chunks,
+            self.config.batch_chunks,
+            location.to_string(),
+        )))
+    }
+
+    async fn get_opts(
+        &self,
+        location: &Path,
+        options: GetOptions,
+    ) -> object_store::Result<GetResult> {
+        if is_reserved(location) {
+            return Err(Error::Reserved(location.to_string()).into());
+        }
+        if !self.repo.is_encrypted() {
+            return self.inner.get_opts(location, options).await;
+        }
+        Ok(self.get_encrypted(location, options).await?)
+    }
+
+    async fn get_ranges(
+        &self,
+        location: &Path,
+        ranges: &[Range<u64>],
+    ) -> object_store::Result<Vec<Bytes>> {
+        object_store::coalesce_ranges(
+            ranges,
+            |r| self.get_range(location, r),
+            object_store::OBJECT_STORE_COALESCE_DEFAULT,
+        )
+        .await
+    }
+
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, object_store::Result<Path>>,
+    ) -> BoxStream<'static, object_store::Result<Path>> {
+        let checked = locations
+            .map(|l| {
+                l.and_then(|p| {
+                    if is_reserved(&p) {
+                        Err(Error::Reserved(p.to_string()).into())
+                    } else {
+                        Ok(p)
+                    }
+                })
+            })
+            .boxed();
+        self.inner.delete_stream(checked)
+    }
+
+    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        self.map_listing(self.inner.list(prefix))
+    }
+
+    fn list_with_offset(
+        &self,
+        prefix: Option<&Path>,
+        offset: &Path,
+    ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        self.map_listing(self.inner.list_with_offset(prefix, offset))
+    }
+
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
+        let mut r = self.inner.list_with_delimiter(prefix).await?;
+        r.common_prefixes.retain(|p| !is_reserved(p));
+        r.objects.retain(|m| !is_reserved(&m.location));
+        r.objects = r
+            .objects
+            .into_iter()
+            .map(|m| self.plain_meta(m))
+            .collect::<Result<_>>()?;
+        Ok(r)
+    }
+
+    async fn copy_opts(
+        &self,
+        from: &Path,
+        to: &Path,
+        options: CopyOptions,
+    ) -> object_store::Result<()> {
+        reject_reserved(from)?;
+        reject_reserved(to)?;
+        if !self.repo.is_encrypted() || !self.repo.path_binding() {
+            return self.inner.copy_opts(from, to, options).await;
+        }
+        Ok(self.copy_encrypted(from, to, options.mode).await?)
+    }
+
+    async fn rename_opts(
+        &self,
+        from: &Path,
+        to: &Path,
+        options: RenameOptions,
+    ) -> object_store::Result<()> {
+        reject_reserved(from)?;
+        reject_reserved(to)?;
+        if !self.repo.is_encrypted() || !self.repo.path_binding() {
+            return self.inner.rename_opts(from, to, options).await;
+        }
+        let mode = match options.target_mode {
+            RenameTargetMode::Overwrite => CopyMode::Overwrite,
+            RenameTargetMode::Create => CopyMode::Create,
+        };
+        self.copy_encrypted(from, to, mode).await?;
+        self.inner.delete(from).await
+    }
+}
+
+impl<S: ObjectStore> EncryptedStore<S> {
+    fn map_listing(
+        &self,
+        s: BoxStream<'static, object_store::Result<ObjectMeta>>,
+    ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        let encrypted = self.repo.is_encrypted();
+        let chunk = self.repo.chunk_size();
+        s.try_filter(|m| futures::future::ready(!is_reserved(&m.location)))
+            .and_then(move |mut m| {
+                let r = if encrypted {
+                    match Layout::for_ciphertext(chunk, m.size) {
+                        Ok(l) => {
+                            m.size = l.plaintext_len();
+                            Ok(m)
+                        }
+                        Err(source) => Err(Error::Object {
+                            path: m.location.to_string(),
+                            source,
+                        }
+                        .into()),
+                    }
+                } else {
+                    Ok(m)
+                };
+                futures::future::ready(r)
+            })
+            .boxed()
+    }
+}

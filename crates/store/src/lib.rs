@@ -1,0 +1,18 @@
+//! encrypt-repo repositories and the encrypting object store.
+//!
+//! A [`Repository`] is registered once in an object store (the crypto plugin's request shape:
+//! `type`, `settings`, `encrypted`, `crypto_settings`), gets a random id, and keeps its records
+//! under the reserved prefix `.encrypt-repo/`: the registration and a keyring of wrapped data
+//! keys. [`EncryptedStore<S>`] implements `object_store::ObjectStore` over any other store: a
+//! snapshot uploader swaps `store` for `EncryptedStore::new(store, repo)` and changes nothing else.
+
+mod encrypted;
+mod error;
+mod registration;
+mod repository;
+mod upload;
+
+pub use encrypted::{EncryptedStore, StoreConfig};
+pub use error::{Error, Result};
+pub use registration::{CryptoSettings, Registration, RegistrationRequest};
+pub use repository::{KeyringRecord, RESERVED_PREFIX, Registered, Repository, RepositoryOptions};
