@@ -1,5 +1,6 @@
 //! The AEAD primitive the format uses: AES-256-GCM from aws-lc-rs with 96-bit nonces and 128-bit
-//! tags, opened out of place so that no unverified plaintext is ever handed back.
+//! tags. Opening (out of place or in place) zeroes its output on every failure, so no unverified
+//! plaintext is ever handed back.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -80,8 +81,8 @@ impl Aes256Gcm {
 
     /// Verifies and decrypts `ciphertext` (with its 16-byte `tag`) into `plaintext`.
     ///
-    /// On failure `plaintext` is zeroed, so unverified bytes never survive. The tag is compared
-    /// in constant time by aws-lc.
+    /// On every failure, the length checks included, `plaintext` is zeroed, so unverified (or
+    /// stale) bytes never survive. The tag is compared in constant time by aws-lc.
     ///
     /// # Errors
     /// [`Rejected`] on any authentication failure or length mismatch.
@@ -95,6 +96,7 @@ impl Aes256Gcm {
     ) -> Result<(), Rejected> {
         OPEN_ATTEMPTS.fetch_add(1, Ordering::Relaxed);
         if tag.len() != TAG_LEN || ciphertext.len() != plaintext.len() {
+            plaintext.fill(0);
             return Err(Rejected);
         }
         let r = self.0.open_separate_gather(
@@ -110,6 +112,39 @@ impl Aes256Gcm {
         }
         Ok(())
     }
+
+    /// Verifies and decrypts `in_out` in place. `in_out` is the ciphertext followed by its
+    /// 16-byte tag; on success its first `in_out.len() - 16` bytes are the plaintext (the tag
+    /// bytes are left as they were) and that length is returned.
+    ///
+    /// On every failure the whole of `in_out` is zeroed, so unverified plaintext never survives.
+    /// The tag is compared in constant time by aws-lc.
+    ///
+    /// # Errors
+    /// [`Rejected`] on any authentication failure, or if `in_out` is shorter than a tag.
+    pub fn open_in_place(
+        &self,
+        nonce: [u8; NONCE_LEN],
+        aad: &[u8],
+        in_out: &mut [u8],
+    ) -> Result<usize, Rejected> {
+        OPEN_ATTEMPTS.fetch_add(1, Ordering::Relaxed);
+        if in_out.len() < TAG_LEN {
+            in_out.fill(0);
+            return Err(Rejected);
+        }
+        let r = self
+            .0
+            .open_in_place(Nonce::assume_unique_for_key(nonce), Aad::from(aad), in_out)
+            .map(|pt| pt.len());
+        match r {
+            Ok(len) => Ok(len),
+            Err(_) => {
+                in_out.fill(0);
+                Err(Rejected)
+            }
+        }
+    }
 }
 
 /// The STREAM nonce of chunk `index` (FORMAT.md §4): seven zero bytes, the index as a 32-bit
@@ -124,3 +159,74 @@ pub fn chunk_nonce(index: u32, is_final: bool) -> [u8; NONCE_LEN] {
 
 #[cfg(test)]
 mod tests;
+
+/// The zeroing promises of [`Aes256Gcm::open`] and [`Aes256Gcm::open_in_place`] on every error
+/// path, the early length checks included.
+#[cfg(test)]
+mod zeroing_tests {
+    use super::{Aes256Gcm, Rejected, TAG_LEN, chunk_nonce};
+
+    const AAD: &[u8] = b"header";
+
+    fn sealed(gcm: &Aes256Gcm, pt: &[u8]) -> (Vec<u8>, [u8; TAG_LEN]) {
+        let mut ct = pt.to_vec();
+        let tag = gcm
+            .seal_in_place(chunk_nonce(3, true), AAD, &mut ct)
+            .unwrap();
+        (ct, tag)
+    }
+
+    #[test]
+    fn open_zeroes_output_on_length_mismatch() {
+        let gcm = Aes256Gcm::new(&[9; 32]);
+        let (ct, tag) = sealed(&gcm, b"sixteen byte msg");
+        let nonce = chunk_nonce(3, true);
+        // Output one byte short, one byte long, and a tag of the wrong length.
+        for (out_len, tag_len) in [(15, TAG_LEN), (17, TAG_LEN), (16, 15), (16, 17)] {
+            let mut long_tag = tag.to_vec();
+            long_tag.resize(tag_len, 0);
+            let mut out = vec![0xA5; out_len];
+            assert_eq!(
+                gcm.open(nonce, AAD, &ct, &long_tag, &mut out),
+                Err(Rejected)
+            );
+            assert!(
+                out.iter().all(|&b| b == 0),
+                "{out_len}/{tag_len}: not zeroed"
+            );
+        }
+        let mut out = vec![0xA5; 16];
+        assert_eq!(gcm.open(nonce, AAD, &ct, &tag, &mut out), Ok(()));
+        assert_eq!(out, b"sixteen byte msg");
+    }
+
+    #[test]
+    fn open_in_place_round_trips_and_zeroes_on_failure() {
+        let gcm = Aes256Gcm::new(&[9; 32]);
+        let nonce = chunk_nonce(3, true);
+        for pt in [&b""[..], b"x", b"a message longer than one AES block"] {
+            let (ct, tag) = sealed(&gcm, pt);
+            let mut buf = [ct.as_slice(), &tag].concat();
+            assert_eq!(gcm.open_in_place(nonce, AAD, &mut buf), Ok(pt.len()));
+            assert_eq!(&buf[..pt.len()], pt);
+            assert_eq!(buf[pt.len()..], tag);
+
+            for flip in [0, buf.len() - 1] {
+                let mut bad = [ct.as_slice(), &tag].concat();
+                bad[flip] ^= 0x80;
+                assert_eq!(gcm.open_in_place(nonce, AAD, &mut bad), Err(Rejected));
+                assert!(bad.iter().all(|&b| b == 0), "flip at {flip}: not zeroed");
+            }
+            let mut wrong_nonce = [ct.as_slice(), &tag].concat();
+            assert_eq!(
+                gcm.open_in_place(chunk_nonce(3, false), AAD, &mut wrong_nonce),
+                Err(Rejected)
+            );
+            assert!(wrong_nonce.iter().all(|&b| b == 0));
+        }
+        // Shorter than a tag: rejected before aws-lc is called, and still zeroed.
+        let mut short = vec![0xA5; TAG_LEN - 1];
+        assert_eq!(gcm.open_in_place(nonce, AAD, &mut short), Err(Rejected));
+        assert!(short.iter().all(|&b| b == 0));
+    }
+}

@@ -162,10 +162,13 @@ impl Layout {
         HEADER_LEN as u64 + self.plaintext_len + self.chunk_count() * TAG_LEN as u64
     }
 
-    /// Ciphertext offset of chunk `index` (from the start of the object).
+    /// Ciphertext offset of chunk `index` (from the start of the object). Saturates at
+    /// `u64::MAX` for indices no object can have.
     #[must_use]
     pub fn chunk_offset(&self, index: u64) -> u64 {
-        HEADER_LEN as u64 + index * self.chunk.sealed_bytes() as u64
+        index
+            .saturating_mul(self.chunk.sealed_bytes() as u64)
+            .saturating_add(HEADER_LEN as u64)
     }
 
     /// The bytes to fetch, and the chunks to open, to read plaintext `range`.

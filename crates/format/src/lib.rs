@@ -44,7 +44,7 @@ pub use keys::{
 pub use layout::{
     CHUNK_LOG2_DEFAULT, CHUNK_LOG2_MAX, CHUNK_LOG2_MIN, ChunkSize, Layout, MAX_CHUNKS, RangePlan,
 };
-pub use seal::{ObjectOpener, ObjectSealer, opened_len, sealed_len};
+pub use seal::{ObjectOpener, ObjectSealer, extend_sealed_layout, opened_len, sealed_len};
 pub use stream::{DEFAULT_BATCH_CHUNKS, Decryptor, Encryptor};
 
 /// Seals a whole in-memory object (header included) under a fresh random salt.
@@ -82,8 +82,9 @@ pub fn seal_with(sealer: ObjectSealer, plaintext: &[u8]) -> Result<Vec<u8>> {
 /// object ended with exactly one final chunk.
 ///
 /// # Errors
-/// Header errors, [`Error::CommitmentMismatch`], [`Error::Authentication`], [`Error::Truncated`],
-/// [`Error::TrailingData`].
+/// Header errors, [`Error::CommitmentMismatch`], [`Error::Authentication`], [`Error::Truncated`].
+/// Bytes after the final chunk make the final chunk fail to authenticate (it is opened as a
+/// non-final chunk), so trailing data is an [`Error::Authentication`] here.
 pub fn open_object(data_key: &DataKey, ctx: &ObjectContext<'_>, object: &[u8]) -> Result<Vec<u8>> {
     let opener = ObjectOpener::new(object, data_key, ctx)?;
     let mut dec = Decryptor::new(opener, DEFAULT_BATCH_CHUNKS);
