@@ -204,7 +204,8 @@ impl ProviderFactory for LocalFactory {
     }
 
     async fn open(&self, settings: &Settings) -> Result<Arc<dyn KeyProvider>> {
-        let provider = LocalProvider::load(&key_file(settings)?)?;
+        let path = key_file(settings)?;
+        let provider = LocalProvider::load(&path)?;
         if let Some(expected) = settings.get("fingerprint")
             && *expected != provider.fingerprint()
         {
@@ -212,7 +213,8 @@ impl ProviderFactory for LocalFactory {
                 provider: TYPE.into(),
                 setting: "key_file".into(),
                 problem: format!(
-                    "holds key {} but the repository was registered with key {expected}: wrong key file",
+                    "{} holds key {} but the repository was registered with key {expected}: wrong key file",
+                    path.display(),
                     provider.fingerprint()
                 ),
             });

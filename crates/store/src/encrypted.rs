@@ -22,11 +22,17 @@ use crate::error::{Error, Result};
 use crate::repository::{RESERVED_PREFIX, Repository};
 use crate::upload::EncryptedUpload;
 
+/// Default bytes per multipart part.
+pub const DEFAULT_PART_SIZE: usize = 8 << 20;
+/// Smallest part size S3 accepts for any part but the last.
+pub const MIN_PART_SIZE: usize = 5 << 20;
+
 /// Tuning of an [`EncryptedStore`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StoreConfig {
-    /// Chunks per multipart part (default 8: 8 MiB parts with 1 MiB chunks; S3 needs ≥ 5 MiB).
-    pub part_chunks: usize,
+    /// Bytes per backend part of a multipart upload (default 8 MiB). Every part but the last
+    /// has exactly this size; S3 needs at least 5 MiB, so this is raised to 5 MiB if lower.
+    pub part_size: usize,
     /// Chunks sealed or opened together on the rayon pool (default 8).
     pub batch_chunks: usize,
     /// Headers remembered per (location, etag), so repeated range reads fetch only chunks.
@@ -39,7 +45,7 @@ pub struct StoreConfig {
 impl Default for StoreConfig {
     fn default() -> Self {
         Self {
-            part_chunks: 8,
+            part_size: DEFAULT_PART_SIZE,
             batch_chunks: DEFAULT_BATCH_CHUNKS,
             header_cache_entries: 4096,
             copy_in_memory_limit: 64 << 20,
@@ -540,7 +546,7 @@ impl<S: ObjectStore> ObjectStore for EncryptedStore<S> {
         Ok(Box::new(EncryptedUpload::new(
             inner,
             sealer,
-            self.config.part_chunks,
+            self.config.part_size.max(MIN_PART_SIZE),
             self.config.batch_chunks,
             location.to_string(),
         )))

@@ -30,6 +30,18 @@ pub enum Error {
         /// The data key's id.
         data_key_id: DataKeyId,
     },
+    /// The data key an object names could not be unwrapped from its keyring record (a record
+    /// copied from another repository, or wrapped under another master key).
+    #[error("object {path}: data key {data_key_id} could not be unwrapped: {source}")]
+    DataKey {
+        /// The object's location.
+        path: String,
+        /// The data key's id.
+        data_key_id: DataKeyId,
+        /// The provider's answer.
+        #[source]
+        source: encrypt_repo_keys::Error,
+    },
     /// The object was sealed with another chunk size than the repository's.
     #[error("object {path}: chunk size {found} differs from the repository's {expected}")]
     ChunkSizeMismatch {

@@ -12,7 +12,7 @@ mod registration;
 mod repository;
 mod upload;
 
-pub use encrypted::{EncryptedStore, StoreConfig};
+pub use encrypted::{DEFAULT_PART_SIZE, EncryptedStore, MIN_PART_SIZE, StoreConfig};
 pub use error::{Error, Result};
 pub use registration::{CryptoSettings, Registration, RegistrationRequest};
 pub use repository::{KeyringRecord, RESERVED_PREFIX, Registered, Repository, RepositoryOptions};

@@ -502,7 +502,12 @@ impl Repository {
                     data_key_id: id,
                 })
             }
-            Err(e) => Err(self.provider_error(e)),
+            Err(e @ encrypt_repo_keys::Error::KeyUnavailable { .. }) => Err(self.provider_error(e)),
+            Err(source) => Err(Error::DataKey {
+                path: path.into(),
+                data_key_id: id,
+                source,
+            }),
         }
     }
 

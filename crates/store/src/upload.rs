@@ -1,5 +1,8 @@
 //! Streaming multipart upload: plaintext parts in, ciphertext parts of whole chunks out.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use bytes::Bytes;
 use encrypt_repo_format::{Encryptor, ObjectSealer};
 use object_store::{MultipartUpload, PutPayload, PutResult, UploadPart};
@@ -7,19 +10,22 @@ use object_store::{MultipartUpload, PutPayload, PutResult, UploadPart};
 use crate::error::Error;
 
 /// Wraps the backend's upload. Plaintext of any part size is sealed in batches (on the rayon
-/// pool) as it arrives; every `part_chunks` sealed chunks become one backend part, so all parts
-/// but the last have the same size (the first also carries the 96-byte header). Memory held:
-/// at most one part plus one batch, whatever the object size; the caller bounds how many part
-/// uploads run at once by how many returned futures it polls together.
+/// pool) as it arrives; the ciphertext stream (header first) is cut into backend parts of
+/// exactly `part_bytes`, so every part but the last has the same size whatever the chunk size
+/// (S3 wants parts of at least 5 MiB, R2 and others want them equal). Memory held: at most one
+/// part plus one batch, whatever the object size; the caller bounds how many part uploads run
+/// at once by how many returned futures it polls together.
 ///
-/// Dropping the upload without `complete` leaves no object (the backend's upload is dropped or
-/// aborted with it).
+/// Once any part has failed, `complete` refuses: an object missing a part must never be
+/// committed. Dropping the upload without `complete` leaves no object (the backend's upload is
+/// dropped or aborted with it).
 pub(crate) struct EncryptedUpload {
     inner: Box<dyn MultipartUpload>,
     encryptor: Option<Encryptor>,
     out: Vec<u8>,
     part_bytes: usize,
     path: String,
+    failed: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for EncryptedUpload {
@@ -35,11 +41,11 @@ impl EncryptedUpload {
     pub(crate) fn new(
         inner: Box<dyn MultipartUpload>,
         sealer: ObjectSealer,
-        part_chunks: usize,
+        part_bytes: usize,
         batch_chunks: usize,
         path: String,
     ) -> Self {
-        let part_bytes = sealer.chunk_size().sealed_bytes() * part_chunks.max(1);
+        let part_bytes = part_bytes.max(1);
         let encryptor = Encryptor::new(sealer, batch_chunks);
         let out = encryptor.header_bytes().to_vec();
         Self {
@@ -48,10 +54,12 @@ impl EncryptedUpload {
             out,
             part_bytes,
             path,
+            failed: Arc::new(AtomicBool::new(false)),
         }
     }
 
     fn failed(&self, source: encrypt_repo_format::Error) -> object_store::Error {
+        self.failed.store(true, Ordering::Release);
         Error::Object {
             path: self.path.clone(),
             source,
@@ -65,9 +73,24 @@ impl EncryptedUpload {
         while self.out.len() >= self.part_bytes || (including_last && !self.out.is_empty()) {
             let rest = self.out.split_off(self.part_bytes.min(self.out.len()));
             let part = std::mem::replace(&mut self.out, rest);
-            parts.push(self.inner.put_part(PutPayload::from(Bytes::from(part))));
+            let upload = self.inner.put_part(PutPayload::from(Bytes::from(part)));
+            let failed = Arc::clone(&self.failed);
+            parts.push(Box::pin(async move {
+                let result = upload.await;
+                if result.is_err() {
+                    failed.store(true, Ordering::Release);
+                }
+                result
+            }) as UploadPart);
         }
         parts
+    }
+
+    fn refuse(what: &'static str) -> object_store::Error {
+        object_store::Error::Generic {
+            store: crate::error::STORE,
+            source: what.into(),
+        }
     }
 }
 
@@ -75,10 +98,9 @@ impl EncryptedUpload {
 impl MultipartUpload for EncryptedUpload {
     fn put_part(&mut self, data: PutPayload) -> UploadPart {
         let Some(enc) = self.encryptor.as_mut() else {
-            return Box::pin(futures::future::ready(Err(object_store::Error::Generic {
-                store: crate::error::STORE,
-                source: "put_part after complete".into(),
-            })));
+            return Box::pin(futures::future::ready(Err(Self::refuse(
+                "put_part after complete",
+            ))));
         };
         for chunk in data.iter() {
             if let Err(e) = enc.push(chunk, &mut self.out) {
@@ -91,16 +113,21 @@ impl MultipartUpload for EncryptedUpload {
     }
 
     async fn complete(&mut self) -> object_store::Result<PutResult> {
+        if self.failed.load(Ordering::Acquire) {
+            return Err(Self::refuse(
+                "a part of this upload failed; abort it and upload the object again",
+            ));
+        }
         let Some(enc) = self.encryptor.take() else {
-            return Err(object_store::Error::Generic {
-                store: crate::error::STORE,
-                source: "complete called twice".into(),
-            });
+            return Err(Self::refuse("complete called twice"));
         };
         if let Err(e) = enc.finish(&mut self.out) {
             return Err(self.failed(e));
         }
         futures::future::try_join_all(self.flush_parts(true)).await?;
+        if self.failed.load(Ordering::Acquire) {
+            return Err(Self::refuse("a part of this upload failed"));
+        }
         self.inner.complete().await
     }
 
