@@ -6,6 +6,9 @@
 //! cargo build --release -p encrypt-repo-store --example memory
 //! /usr/bin/time -v target/release/examples/memory 4096 /path/on/a/big/disk
 //! ```
+//!
+//! With `ENCRYPT_REPO_PROBE_PLAIN=1` the same run goes to the LocalFileSystem directly: the
+//! unencrypted baseline for both memory and throughput.
 
 use std::sync::Arc;
 
@@ -17,7 +20,7 @@ use encrypt_repo_store::{
 use futures::StreamExt;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
-use object_store::{ObjectStoreExt, WriteMultipart};
+use object_store::{ObjectStore, ObjectStoreExt, WriteMultipart};
 
 /// Plaintext handed to the store per call, as a backup job reading a file would.
 const PIECE: usize = 8 << 20;
@@ -66,7 +69,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         RepositoryOptions::default(),
     )
     .await?;
-    let store = EncryptedStore::new(raw, Arc::new(repo.repository));
+    let store: Arc<dyn ObjectStore> = if std::env::var_os("ENCRYPT_REPO_PROBE_PLAIN").is_some() {
+        raw
+    } else {
+        Arc::new(EncryptedStore::new(raw, Arc::new(repo.repository)))
+    };
     let path = Path::from("probe/object");
     let pieces = mib * (1 << 20) / PIECE as u64;
 

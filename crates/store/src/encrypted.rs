@@ -332,7 +332,18 @@ impl<S: ObjectStore> EncryptedStore<S> {
         let meta = self.plain_meta(result.meta.clone())?;
         let attributes = result.attributes.clone();
         let extensions = result.extensions.clone();
-        let mut input = result.into_stream();
+        let mut input = match result.payload {
+            // A local file: read it in whole sealed chunks on a blocking thread that runs ahead
+            // of decryption (object_store's own stream reads 8 KiB per blocking call, and the
+            // reads would otherwise alternate with decryption instead of overlapping it).
+            GetResultPayload::File(file, path) => read_ahead(
+                file,
+                path,
+                result.range.clone(),
+                self.repo.chunk_size().sealed_bytes(),
+            ),
+            GetResultPayload::Stream(_) => result.into_stream(),
+        };
         let header = if fetch_from == 0 {
             let (header, rest) = take_header(input, location).await?;
             input = rest;
@@ -456,6 +467,57 @@ async fn take_header(
 }
 
 /// Verified plaintext out of a ciphertext stream. After an error the stream ends.
+/// Pieces read ahead of the consumer by [`read_ahead`].
+const READ_AHEAD_PIECES: usize = 2;
+
+/// Streams `range` of a local file in pieces of `piece` bytes, read on a blocking thread that
+/// stays up to [`READ_AHEAD_PIECES`] pieces ahead of the consumer (memory: that many pieces plus
+/// the one being read). The thread stops as soon as the stream is dropped.
+fn read_ahead(
+    mut file: std::fs::File,
+    path: std::path::PathBuf,
+    range: Range<u64>,
+    piece: usize,
+) -> BoxStream<'static, object_store::Result<Bytes>> {
+    use std::io::{Read as _, Seek as _, SeekFrom};
+    let (tx, rx) = tokio::sync::mpsc::channel(READ_AHEAD_PIECES);
+    let fail = move |path: &std::path::Path, e: std::io::Error| object_store::Error::Generic {
+        store: "LocalFileSystem",
+        source: format!("reading {}: {e}", path.display()).into(),
+    };
+    tokio::task::spawn_blocking(move || {
+        if let Err(e) = file.seek(SeekFrom::Start(range.start)) {
+            drop(tx.blocking_send(Err(fail(&path, e))));
+            return;
+        }
+        let mut remaining = range.end.saturating_sub(range.start);
+        while remaining > 0 {
+            let want = remaining.min(piece as u64);
+            let mut buf = Vec::with_capacity(want as usize);
+            let got = match (&mut file).take(want).read_to_end(&mut buf) {
+                Ok(0) => {
+                    // Shorter than its metadata said: end here; the decryptor reports the
+                    // truncation, naming the chunk.
+                    return;
+                }
+                Ok(n) => n as u64,
+                Err(e) => {
+                    drop(tx.blocking_send(Err(fail(&path, e))));
+                    return;
+                }
+            };
+            remaining -= got;
+            if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
+                return; // the reader went away
+            }
+        }
+    });
+    futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    })
+    .boxed()
+}
+
 fn decrypt_stream(
     input: BoxStream<'static, object_store::Result<Bytes>>,
     dec: Decryptor,
