@@ -36,6 +36,18 @@ fn piece(i: u64) -> Bytes {
     Bytes::from(v)
 }
 
+/// The process's peak resident set so far (`VmHWM`), in KiB; 0 where /proc is missing.
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
@@ -85,6 +97,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     w.finish().await?;
     let put_s = t.elapsed().as_secs_f64();
+    let put_peak = peak_rss_kib();
 
     let t = std::time::Instant::now();
     let mut s = store.get(&path).await?.into_stream();
@@ -113,9 +126,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let get_s = t.elapsed().as_secs_f64();
     assert_eq!(n, pieces * PIECE as u64);
     println!(
-        "object {mib} MiB: put {:.0} MiB/s, get {:.0} MiB/s",
+        "object {mib} MiB: put {:.0} MiB/s, get {:.0} MiB/s; peak RSS after put {} KiB, after get {} KiB",
         mib as f64 / put_s,
-        mib as f64 / get_s
+        mib as f64 / get_s,
+        put_peak,
+        peak_rss_kib()
     );
     Ok(())
 }

@@ -22,16 +22,19 @@ use crate::error::{Error, Result};
 use crate::repository::{RESERVED_PREFIX, Repository};
 use crate::upload::EncryptedUpload;
 
-/// Default bytes per multipart part.
-pub const DEFAULT_PART_SIZE: usize = 8 << 20;
+/// Default bytes per multipart part: S3's minimum, as object_store's own `WriteMultipart`
+/// default, which keeps a streaming upload within 64 MiB (README, "Memory"). S3 allows 10,000
+/// parts, so objects over 48.8 GiB need a larger [`StoreConfig::part_size`] there.
+pub const DEFAULT_PART_SIZE: usize = 5 << 20;
 /// Smallest part size S3 accepts for any part but the last.
 pub const MIN_PART_SIZE: usize = 5 << 20;
 
 /// Tuning of an [`EncryptedStore`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StoreConfig {
-    /// Bytes per backend part of a multipart upload (default 8 MiB). Every part but the last
-    /// has exactly this size; S3 needs at least 5 MiB, so this is raised to 5 MiB if lower.
+    /// Bytes per backend part of a multipart upload ([`DEFAULT_PART_SIZE`], 5 MiB). Every part
+    /// but the last has exactly this size; S3 needs at least 5 MiB, so this is raised to 5 MiB if
+    /// lower. The largest object S3 accepts is 10,000 × this.
     pub part_size: usize,
     /// Chunks sealed or opened together on the rayon pool (default 8).
     pub batch_chunks: usize,

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
-use encrypt_repo_format::{Encryptor, ObjectSealer};
+use encrypt_repo_format::{ChunkSize, Encryptor, ObjectSealer};
 use object_store::{MultipartUpload, PutPayload, PutResult, UploadPart};
 
 use crate::error::Error;
@@ -22,8 +22,13 @@ use crate::error::Error;
 pub(crate) struct EncryptedUpload {
     inner: Box<dyn MultipartUpload>,
     encryptor: Option<Encryptor>,
+    /// Sealed output of the current push (reused; emptied into `part` after every push).
     out: Vec<u8>,
+    /// The backend part being filled, allocated at exactly `part_bytes`, so a part in flight
+    /// holds no more memory than its own bytes.
+    part: Vec<u8>,
     part_bytes: usize,
+    chunk: ChunkSize,
     path: String,
     failed: Arc<AtomicBool>,
 }
@@ -32,7 +37,7 @@ impl std::fmt::Debug for EncryptedUpload {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EncryptedUpload")
             .field("path", &self.path)
-            .field("buffered", &self.out.len())
+            .field("buffered", &(self.out.len() + self.part.len()))
             .finish_non_exhaustive()
     }
 }
@@ -46,13 +51,18 @@ impl EncryptedUpload {
         path: String,
     ) -> Self {
         let part_bytes = part_bytes.max(1);
+        let chunk = sealer.chunk_size();
         let encryptor = Encryptor::new(sealer, batch_chunks);
-        let out = encryptor.header_bytes().to_vec();
+        let mut part = Vec::with_capacity(part_bytes);
+        part.extend_from_slice(encryptor.header_bytes());
+        let out = Vec::new();
         Self {
             inner,
             encryptor: Some(encryptor),
             out,
+            part,
             part_bytes,
+            chunk,
             path,
             failed: Arc::new(AtomicBool::new(false)),
         }
@@ -67,12 +77,23 @@ impl EncryptedUpload {
         .into()
     }
 
-    /// Sends every whole part in `out` to the backend; with `including_last`, the rest too.
+    /// Moves `out` into parts and sends every full one to the backend; with `including_last`,
+    /// the rest too. Ciphertext is copied once, into part-sized buffers: splitting `out` instead
+    /// would leave every part in flight holding a whole push's allocation.
     fn flush_parts(&mut self, including_last: bool) -> Vec<UploadPart> {
         let mut parts = Vec::new();
-        while self.out.len() >= self.part_bytes || (including_last && !self.out.is_empty()) {
-            let rest = self.out.split_off(self.part_bytes.min(self.out.len()));
-            let part = std::mem::replace(&mut self.out, rest);
+        let mut from = 0;
+        loop {
+            let take = (self.part_bytes - self.part.len()).min(self.out.len() - from);
+            self.part.extend_from_slice(&self.out[from..from + take]);
+            from += take;
+            let full = self.part.len() == self.part_bytes;
+            let last = including_last && from == self.out.len() && !self.part.is_empty();
+            if !full && !last {
+                break;
+            }
+            let capacity = if last { 0 } else { self.part_bytes };
+            let part = std::mem::replace(&mut self.part, Vec::with_capacity(capacity));
             let upload = self.inner.put_part(PutPayload::from(Bytes::from(part)));
             let failed = Arc::clone(&self.failed);
             parts.push(Box::pin(async move {
@@ -82,7 +103,11 @@ impl EncryptedUpload {
                 }
                 result
             }) as UploadPart);
+            if last {
+                break;
+            }
         }
+        self.out.clear();
         parts
     }
 
@@ -97,18 +122,26 @@ impl EncryptedUpload {
 #[async_trait::async_trait]
 impl MultipartUpload for EncryptedUpload {
     fn put_part(&mut self, data: PutPayload) -> UploadPart {
-        let Some(enc) = self.encryptor.as_mut() else {
+        let Some(mut enc) = self.encryptor.take() else {
             return Box::pin(futures::future::ready(Err(Self::refuse(
                 "put_part after complete",
             ))));
         };
-        for chunk in data.iter() {
-            if let Err(e) = enc.push(chunk, &mut self.out) {
-                let err = self.failed(e);
-                return Box::pin(futures::future::ready(Err(err)));
+        // Sealed output goes through `out` in slices of one chunk per pool thread: enough to keep
+        // every thread busy, and `out` stays a few MiB however large the caller's parts are.
+        let slice = self.chunk.bytes() * rayon::current_num_threads().max(1);
+        let mut parts = Vec::new();
+        for piece in data.iter() {
+            for input in piece.chunks(slice) {
+                if let Err(e) = enc.push(input, &mut self.out) {
+                    self.encryptor = Some(enc);
+                    let err = self.failed(e);
+                    return Box::pin(futures::future::ready(Err(err)));
+                }
+                parts.extend(self.flush_parts(false));
             }
         }
-        let parts = self.flush_parts(false);
+        self.encryptor = Some(enc);
         Box::pin(async move { futures::future::try_join_all(parts).await.map(drop) })
     }
 
@@ -133,7 +166,8 @@ impl MultipartUpload for EncryptedUpload {
 
     async fn abort(&mut self) -> object_store::Result<()> {
         self.encryptor = None;
-        self.out.clear();
+        self.out = Vec::new();
+        self.part = Vec::new();
         self.inner.abort().await
     }
 }

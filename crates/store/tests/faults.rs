@@ -82,9 +82,9 @@ fn files_outside_reserved(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 // (a) a backend part fails in the middle of a multipart upload
 // ------------------------------------------------------------------------------------------
 
-/// Eight 4 MiB plaintext parts; the store cuts the ciphertext into 8 MiB backend parts
-/// (`DEFAULT_PART_SIZE`), so backend parts 1, 2 and 3 are sent during plaintext parts 3, 5 and 7
-/// and the rest by `complete` (failures there: `failure_during_complete_leaves_no_object`).
+/// Eight 4 MiB plaintext parts; the store cuts the ciphertext into 5 MiB backend parts
+/// (`DEFAULT_PART_SIZE`), so backend parts 1, 2 and 3 are sent during plaintext parts 2, 3 and 4
+/// and the last one by `complete` (failures there: `failure_during_complete_leaves_no_object`).
 /// Backend part number `fail_at` fails.
 async fn failing_part_upload<S: ObjectStore>(raw: Arc<S>, fail_at: u64) {
     let keys = tempfile::tempdir().unwrap();
@@ -189,8 +189,9 @@ async fn complete_after_failed_part_never_reads_back_clean() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failure_during_complete_leaves_no_object() {
     for rule in [
-        Rule::new(Method::PutPart, 2, Fault::Fail),
-        Rule::new(Method::PutPart, 3, Fault::Fail),
+        // 16 MiB of plaintext: backend parts 1-3 (5 MiB each) go during put_part, part 4 in
+        // complete.
+        Rule::new(Method::PutPart, 4, Fault::Fail),
         Rule::new(Method::Complete, 1, Fault::Fail),
     ] {
         let root = tempfile::tempdir().unwrap();
