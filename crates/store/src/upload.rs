@@ -52,7 +52,10 @@ impl EncryptedUpload {
     ) -> Self {
         let part_bytes = part_bytes.max(1);
         let chunk = sealer.chunk_size();
-        let encryptor = Encryptor::new(sealer, batch_chunks);
+        // A batch of one chunk per pool thread: input arrives in parts of megabytes, so larger
+        // batches would only make the encryptor gather (and hold) more before sealing.
+        let batch = batch_chunks.min(rayon::current_num_threads()).max(1);
+        let encryptor = Encryptor::new(sealer, batch);
         let mut part = Vec::with_capacity(part_bytes);
         part.extend_from_slice(encryptor.header_bytes());
         let out = Vec::new();
@@ -111,6 +114,19 @@ impl EncryptedUpload {
         parts
     }
 
+    /// How much of the next `want` input bytes can be pushed with its sealed output going
+    /// straight into `part` without growing it past `part_bytes` (0: none can).
+    fn direct_input(&self, enc: &Encryptor, want: usize) -> usize {
+        let room = self.part_bytes - self.part.len();
+        let whole = room / self.chunk.sealed_bytes();
+        if whole == 0 {
+            return 0;
+        }
+        // `max_output_len(n)` stays within `whole` chunks while n ≤ (whole + 1)·c − buffered.
+        let limit = ((whole + 1) * self.chunk.bytes()).saturating_sub(enc.buffered());
+        want.min(limit)
+    }
+
     fn refuse(what: &'static str) -> object_store::Error {
         object_store::Error::Generic {
             store: crate::error::STORE,
@@ -132,13 +148,27 @@ impl MultipartUpload for EncryptedUpload {
         let slice = self.chunk.bytes() * rayon::current_num_threads().max(1);
         let mut parts = Vec::new();
         for piece in data.iter() {
-            for input in piece.chunks(slice) {
-                if let Err(e) = enc.push(input, &mut self.out) {
+            let mut input: &[u8] = piece;
+            while !input.is_empty() {
+                // Whole chunks that fit in the part being filled are sealed straight into it;
+                // only the chunk that straddles two parts goes through `out` and is copied.
+                let (take, direct) = match self.direct_input(&enc, input.len().min(slice)) {
+                    0 => (input.len().min(self.chunk.bytes()), false),
+                    n => (n, true),
+                };
+                let (now, rest) = input.split_at(take);
+                let sink = if direct {
+                    &mut self.part
+                } else {
+                    &mut self.out
+                };
+                if let Err(e) = enc.push(now, sink) {
                     self.encryptor = Some(enc);
                     let err = self.failed(e);
                     return Box::pin(futures::future::ready(Err(err)));
                 }
                 parts.extend(self.flush_parts(false));
+                input = rest;
             }
         }
         self.encryptor = Some(enc);

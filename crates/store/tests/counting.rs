@@ -361,25 +361,42 @@ async fn readers_ask_the_provider_again_after_the_ttl() {
     assert_eq!(provider.counts().unwrap, 3);
 }
 
-/// Backend parts are cut by bytes, not chunks: with 64 KiB chunks every part but the last is
-/// exactly `DEFAULT_PART_SIZE` (≥ S3's 5 MiB minimum; equal sizes as R2 requires), the header
-/// included in the first, and the parts concatenate to a valid object.
+/// Backend parts are cut by bytes, not chunks: with 64 KiB chunks and with the default 1 MiB,
+/// fed in pieces of 3 MiB or of irregular sizes (1 byte, odd lengths, more than a part), every
+/// part but the last is exactly `DEFAULT_PART_SIZE` (≥ S3's 5 MiB minimum; equal sizes as R2
+/// requires), the header included in the first, and the parts concatenate to a valid object.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn multipart_parts_are_equal_and_at_least_the_s3_minimum_with_small_chunks() {
+async fn multipart_parts_are_equal_and_at_least_the_s3_minimum() {
+    const IRREGULAR: [usize; 7] = [1, 777_777, (3 << 20) + 1, 15, 9 << 20, 1 << 20, 65_535];
+    for (chunk, pieces) in [
+        (Some(CHUNK_64K), &[3 << 20][..]),
+        (None, &[3 << 20][..]),
+        (Some(CHUNK_64K), &IRREGULAR[..]),
+        (None, &IRREGULAR[..]),
+    ] {
+        parts_are_equal(chunk, pieces).await;
+    }
+}
+
+async fn parts_are_equal(chunk: Option<u64>, pieces: &[usize]) {
     use encrypt_repo_store::{DEFAULT_PART_SIZE, MIN_PART_SIZE};
     let keys = tempfile::tempdir().unwrap();
     let key_file = keys.path().join("master.key");
     let counting = Arc::new(CountingStore::new(Arc::new(InMemory::new())));
-    let repo = register_local(counting.clone(), &key_file, Some(CHUNK_64K)).await;
+    let repo = register_local(counting.clone(), &key_file, chunk).await;
     let store = encrypted(counting.clone(), repo);
-    let loc = Path::from("parts/small-chunks.bin");
+    let loc = Path::from("parts/object.bin");
     let total = 3 * DEFAULT_PART_SIZE + 12_345;
+    let mut expected = Vec::with_capacity(total);
     let mut up = store.put_multipart(&loc).await.unwrap();
-    for i in 0..(total.div_ceil(3 << 20)) as u64 {
-        let len = (3 << 20).min(total - i as usize * (3 << 20));
-        up.put_part(PutPayload::from(pattern(i, len)))
-            .await
-            .unwrap();
+    for (i, &size) in (0u64..).zip(pieces.iter().cycle()) {
+        let len = size.min(total - expected.len());
+        let piece = pattern(i, len);
+        expected.extend_from_slice(&piece);
+        up.put_part(PutPayload::from(piece)).await.unwrap();
+        if expected.len() == total {
+            break;
+        }
     }
     up.complete().await.unwrap();
     let parts: Vec<u64> = counting
@@ -388,18 +405,15 @@ async fn multipart_parts_are_equal_and_at_least_the_s3_minimum_with_small_chunks
         .filter(|c| c.method == Method::PutPart && c.at(&loc))
         .map(Call::bytes)
         .collect();
-    eprintln!("backend part sizes: {parts:?}");
-    assert!(parts.len() >= 4, "{parts:?}");
+    let what = format!("chunk {chunk:?}, pieces {pieces:?}: backend part sizes {parts:?}");
+    assert!(parts.len() >= 4, "{what}");
     let (last, full) = parts.split_last().unwrap();
     assert!(
         full.iter().all(|&p| p == DEFAULT_PART_SIZE as u64),
-        "{parts:?}"
+        "{what}"
     );
     const { assert!(DEFAULT_PART_SIZE >= MIN_PART_SIZE) };
-    assert!(*last > 0 && *last <= DEFAULT_PART_SIZE as u64);
-    let expected: Vec<u8> = (0..(total.div_ceil(3 << 20)) as u64)
-        .flat_map(|i| pattern(i, (3 << 20).min(total - i as usize * (3 << 20))))
-        .collect();
+    assert!(*last > 0 && *last <= DEFAULT_PART_SIZE as u64, "{what}");
     let back = store.get(&loc).await.unwrap().bytes().await.unwrap();
-    assert!(back == expected, "round trip");
+    assert!(back == expected, "round trip: {what}");
 }
