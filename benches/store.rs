@@ -2,13 +2,16 @@
 //! (issue 3's targets: LocalFileSystem encrypted ≥ 0.85 × unencrypted for put and for get).
 //!
 //! `cargo bench --bench store`; `ENCRYPT_REPO_BENCH_MIB=1024` (the default) sets the object size.
-//! `python3 benches/store_report.py` prints the ratios from criterion's estimates.
+//! `python3 benches/store_report.py` prints the ratios from criterion's estimates
+//! (results of a run are in benches/results/store.md).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{
+    BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main,
+};
 use encrypt_repo::keys::ProviderRegistry;
 use encrypt_repo::store::{
     CryptoSettings, EncryptedStore, RegistrationRequest, Repository, RepositoryOptions,
@@ -96,6 +99,8 @@ fn bench(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("store");
     g.throughput(Throughput::Bytes(n as u64));
+    // Each iteration moves 1 GiB: flat sampling keeps it to `sample_size` iterations per case.
+    g.sampling_mode(SamplingMode::Flat);
     g.sample_size(10);
     g.measurement_time(Duration::from_secs(20));
     g.warm_up_time(Duration::from_secs(2));
