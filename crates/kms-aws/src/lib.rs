@@ -1,0 +1,1 @@
+//! AWS KMS key provider for encrypt-repo (work in progress).

@@ -1,0 +1,1 @@
+//! OpenBao / HashiCorp Vault transit key provider for encrypt-repo (work in progress).
