@@ -18,6 +18,21 @@ pub enum Error {
         /// What the provider said, without secrets.
         reason: String,
     },
+    /// The master key is usable, but the version of it that wrapped this data key may no longer
+    /// decrypt (for example an OpenBao transit key whose `min_decryption_version` was raised
+    /// past it). Only data keys wrapped under retired versions are affected, so this does not
+    /// lock the repository.
+    #[error(
+        "key provider {provider}: the version of key {key} that wrapped this data key is retired: {reason}"
+    )]
+    KeyVersionRetired {
+        /// Provider type name.
+        provider: String,
+        /// Key identity as registered.
+        key: String,
+        /// What the provider said, without secrets.
+        reason: String,
+    },
     /// A wrapped data key did not authenticate: wrong master key, wrong context, or tampering.
     #[error(
         "key provider {provider} could not unwrap data key {data_key_id}: wrong master key, wrong repository, or a tampered keyring record"
