@@ -18,13 +18,14 @@ cargo fmt --all --check
 step "clippy (warnings denied)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-step "local services: S3 (moto) and Azure Blob (azurite), loopback only"
+step "local services: S3 (moto), Azure Blob (azurite) and OpenBao transit, loopback only"
 # Installed into .venv/ and node_modules/ if missing; stopped by PID when this script exits.
 trap 'bash tests/services.sh stop' EXIT
 bash tests/services.sh start
 # shellcheck source=/dev/null
 source target/services.env
-export ENCRYPT_REPO_TEST_S3_ENDPOINT ENCRYPT_REPO_TEST_AZURE_ENDPOINT AZURITE_BLOB_STORAGE_URL
+export ENCRYPT_REPO_TEST_S3_ENDPOINT ENCRYPT_REPO_TEST_AZURE_ENDPOINT AZURITE_BLOB_STORAGE_URL \
+    ENCRYPT_REPO_TEST_OPENBAO_ADDR ENCRYPT_REPO_TEST_OPENBAO_TOKEN_FILE
 
 step "tests (workspace)"
 cargo test --workspace --all-targets --locked

