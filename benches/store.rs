@@ -47,6 +47,7 @@ async fn encrypted<S: ObjectStore>(inner: Arc<S>, key_dir: &std::path::Path) -> 
             .into(),
         }),
         chunk_size: None,
+        escrow: Vec::new(),
         path_binding: None,
     };
     let reg = Repository::register(

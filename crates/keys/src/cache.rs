@@ -156,6 +156,11 @@ impl ReaderCache {
         Ok(key)
     }
 
+    /// Drops (and zeroizes) the cached key `id`, if any.
+    pub fn forget(&self, id: DataKeyId) {
+        self.lock_entries().remove(&id);
+    }
+
     /// Drops (and zeroizes) every cached key.
     pub fn flush(&self) {
         self.lock_entries().clear();

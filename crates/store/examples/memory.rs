@@ -72,6 +72,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .into(),
         }),
         chunk_size: None,
+        escrow: Vec::new(),
         path_binding: None,
     };
     let repo = Repository::register(

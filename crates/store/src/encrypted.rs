@@ -78,6 +78,9 @@ pub struct EncryptedStore<S> {
     repo: Arc<Repository>,
     config: StoreConfig,
     headers: Arc<Mutex<HeaderCache>>,
+    /// The periodic key-status check (see [`Repository::watch_key_status`]), when the store was
+    /// made inside a tokio runtime.
+    _status: Option<Arc<crate::StatusWatch>>,
 }
 
 /// Object headers by (location, etag): a header never changes while the etag stays the same.
@@ -104,18 +107,23 @@ impl<S: ObjectStore> std::fmt::Display for EncryptedStore<S> {
 }
 
 impl<S: ObjectStore> EncryptedStore<S> {
-    /// Wraps `inner`, which must be the store `repo` was opened over.
+    /// Wraps `inner`, which must be the store `repo` was opened over. Called inside a tokio
+    /// runtime, it also starts the repository's periodic key-status check
+    /// ([`Repository::watch_key_status`]), which lives as long as this store.
     pub fn new(inner: Arc<S>, repo: Arc<Repository>) -> Self {
         Self::with_config(inner, repo, StoreConfig::default())
     }
 
     /// Like [`EncryptedStore::new`] with explicit tuning.
     pub fn with_config(inner: Arc<S>, repo: Arc<Repository>, config: StoreConfig) -> Self {
+        let status = (repo.is_encrypted() && tokio::runtime::Handle::try_current().is_ok())
+            .then(|| Arc::new(repo.watch_key_status()));
         Self {
             inner,
             repo,
             config,
             headers: Arc::default(),
+            _status: status,
         }
     }
 

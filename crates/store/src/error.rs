@@ -19,10 +19,10 @@ pub enum Error {
         #[source]
         source: encrypt_repo_format::Error,
     },
-    /// The data key an object names has no keyring record (deleted, shredded, or the object
+    /// The data key an object names has no keyring record (deleted, or the object
     /// belongs to another repository).
     #[error(
-        "object {path}: data key {data_key_id} is not in the repository keyring (shredded, or the object comes from another repository)"
+        "object {path}: data key {data_key_id} is not in the repository keyring (deleted, or the object comes from another repository)"
     )]
     MissingDataKey {
         /// The object's location.
@@ -42,6 +42,24 @@ pub enum Error {
         #[source]
         source: encrypt_repo_keys::Error,
     },
+    /// The data key an object names was shredded: its keyring record is a tombstone.
+    #[error(
+        "object {path}: data key {data_key_id} was shredded (at {shredded_unix} s since the epoch); the object can never be decrypted again"
+    )]
+    DataKeyShredded {
+        /// The object.
+        path: String,
+        /// The shredded data key.
+        data_key_id: DataKeyId,
+        /// When it was shredded, seconds since the Unix epoch.
+        shredded_unix: u64,
+    },
+    /// The repository was opened read-only (with an escrow provider).
+    #[error("repository is read-only: {0}")]
+    ReadOnly(String),
+    /// A data key id that is not in the keyring.
+    #[error("data key {0} is not in the keyring")]
+    UnknownDataKey(DataKeyId),
     /// The object was sealed with another chunk size than the repository's.
     #[error("object {path}: chunk size {found} differs from the repository's {expected}")]
     ChunkSizeMismatch {

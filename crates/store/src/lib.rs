@@ -8,11 +8,16 @@
 
 mod encrypted;
 mod error;
+mod lifecycle;
 mod registration;
 mod repository;
 mod upload;
 
 pub use encrypted::{DEFAULT_PART_SIZE, EncryptedStore, MIN_PART_SIZE, StoreConfig};
 pub use error::{Error, Result};
+pub use lifecycle::{DataKeyInfo, RewrapReport, Shred, StatusWatch};
 pub use registration::{CryptoSettings, Registration, RegistrationRequest};
-pub use repository::{KeyringRecord, RESERVED_PREFIX, Registered, Repository, RepositoryOptions};
+pub use repository::{
+    DEFAULT_STATUS_CHECK_INTERVAL, KeyringRecord, RESERVED_PREFIX, Registered, Repository,
+    RepositoryOptions,
+};

@@ -32,6 +32,12 @@ pub struct RegistrationRequest {
     /// Plaintext chunk size in bytes (a power of two, 64 KiB … 16 MiB; default 1 MiB).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chunk_size: Option<u64>,
+    /// Escrow (disaster-recovery) providers: each receives a wrapped copy of every data key,
+    /// and the repository can be opened and read with any one of them alone
+    /// ([`Repository::open_escrow`](crate::Repository::open_escrow)). An extension of the crypto
+    /// plugin's request; omitted when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub escrow: Vec<CryptoSettings>,
     /// Bind each object's key to its path (default true). Off: objects survive server-side
     /// copies and renames, at the price of not detecting moved objects.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -141,6 +147,16 @@ pub(crate) fn compare(
             binding(stored).to_string(),
             binding(requested).to_string(),
         ));
+    }
+    let escrow = |r: &RegistrationRequest| {
+        r.escrow
+            .iter()
+            .map(|e| format!("{}:{}", e.key_provider_name, e.key_provider_type))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if requested.encrypted && escrow(stored) != escrow(requested) {
+        return Err(conflict("escrow", escrow(stored), escrow(requested)));
     }
     match (&stored.crypto_settings, &requested.crypto_settings) {
         (Some(a), Some(b)) => {

@@ -13,13 +13,13 @@ use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload}
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::registration::{Registration, RegistrationRequest, compare};
+use crate::registration::{CryptoSettings, Registration, RegistrationRequest, compare};
 
 /// The prefix under which a repository keeps its own records. Hidden from listings of the
 /// [`EncryptedStore`](crate::EncryptedStore) and refused as an object location.
 pub const RESERVED_PREFIX: &str = ".encrypt-repo";
 pub(crate) const REGISTRATION: &str = ".encrypt-repo/registration.json";
-const KEYRING: &str = ".encrypt-repo/keyring";
+pub(crate) const KEYRING: &str = ".encrypt-repo/keyring";
 
 /// One data key's record in the keyring: `.encrypt-repo/keyring/<id>.json`, written create-only
 /// before any object uses the key.
@@ -29,15 +29,40 @@ pub struct KeyringRecord {
     pub data_key_id: String,
     /// Creation time, seconds since the Unix epoch.
     pub created_unix: u64,
-    /// Wrapped copies, one per provider (the main one first, then escrow providers).
+    /// Wrapped copies, one per provider: the main provider's first, then one per escrow
+    /// provider in registration order. Empty once shredded.
     pub wrapped: Vec<WrappedKey>,
+    /// During a re-wrap: the copy made by the provider the repository is moving to. It replaces
+    /// `wrapped[0]` when the re-wrap finishes; until then readers may use either.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<WrappedKey>,
+    /// When the data key was shredded (seconds since the Unix epoch): the record stays as a
+    /// tombstone without any wrapped copy, so objects under the key fail with
+    /// [`Error::DataKeyShredded`] rather than "missing".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shredded_unix: Option<u64>,
 }
 
 /// Tuning for an opened repository.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RepositoryOptions {
     /// Data-key rotation and cache lifetimes.
     pub cache: CachePolicy,
+    /// How often [`Repository::watch_key_status`] asks the provider whether the key is usable
+    /// (default 5 minutes): a revoked key locks the repository, a restored one unlocks it.
+    pub status_check_interval: std::time::Duration,
+}
+
+/// Default [`RepositoryOptions::status_check_interval`]: 5 minutes.
+pub const DEFAULT_STATUS_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(300);
+
+impl Default for RepositoryOptions {
+    fn default() -> Self {
+        Self {
+            cache: CachePolicy::default(),
+            status_check_interval: DEFAULT_STATUS_CHECK_INTERVAL,
+        }
+    }
 }
 
 /// What [`Repository::register`] did.
@@ -53,14 +78,23 @@ pub struct Registered {
 
 /// A registered repository. Cheap to share behind an `Arc`; all state is caches.
 pub struct Repository {
-    store: Arc<dyn ObjectStore>,
-    registration: Registration,
+    pub(crate) store: Arc<dyn ObjectStore>,
+    pub(crate) registration: RwLock<Registration>,
     id: RepositoryId,
     chunk: ChunkSize,
-    provider: Option<Arc<dyn KeyProvider>>,
-    writer: WriterKey,
-    readers: ReaderCache,
+    encrypted: bool,
+    path_binding: bool,
+    /// The provider that unwraps (and, unless read-only, generates) data keys. Replaced by a
+    /// re-wrap.
+    pub(crate) provider: RwLock<Option<Arc<dyn KeyProvider>>>,
+    /// Escrow providers by name: each new data key gets a wrapped copy from each.
+    pub(crate) escrow: Vec<(String, Arc<dyn KeyProvider>)>,
+    /// Set when opened with an escrow provider: reads only.
+    read_only: Option<String>,
+    pub(crate) writer: WriterKey,
+    pub(crate) readers: ReaderCache,
     lock: RwLock<Option<String>>,
+    options: RepositoryOptions,
 }
 
 impl std::fmt::Debug for Repository {
@@ -68,20 +102,25 @@ impl std::fmt::Debug for Repository {
         f.debug_struct("Repository")
             .field("id", &self.id)
             .field("store", &self.store.to_string())
-            .field("encrypted", &self.registration.request.encrypted)
-            .field("provider", &self.provider)
+            .field("encrypted", &self.is_encrypted())
+            .field("provider", &self.provider())
+            .field(
+                "escrow",
+                &self.escrow.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+            )
+            .field("read_only", &self.read_only)
             .field("locked", &self.lock_reason())
             .finish_non_exhaustive()
     }
 }
 
-fn now_unix() -> u64 {
+pub(crate) fn now_unix() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
 }
 
-async fn read_json<T: for<'de> Deserialize<'de>>(
+pub(crate) async fn read_json<T: for<'de> Deserialize<'de>>(
     store: &dyn ObjectStore,
     path: &str,
 ) -> Result<Option<T>> {
@@ -100,7 +139,11 @@ async fn read_json<T: for<'de> Deserialize<'de>>(
     }
 }
 
-async fn create_json<T: Serialize>(store: &dyn ObjectStore, path: &str, value: &T) -> Result<bool> {
+pub(crate) async fn create_json<T: Serialize>(
+    store: &dyn ObjectStore,
+    path: &str,
+    value: &T,
+) -> Result<bool> {
     let body = serde_json::to_vec_pretty(value).map_err(|e| Error::CorruptMetadata {
         path: path.into(),
         message: e.to_string(),
@@ -117,6 +160,31 @@ async fn create_json<T: Serialize>(store: &dyn ObjectStore, path: &str, value: &
         Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
         Err(e) => Err(e.into()),
     }
+}
+
+/// Builds the provider of `crypto` with `access` settings laid over the stored ones; an access
+/// setting may not change an identity setting.
+pub(crate) async fn open_provider(
+    registry: &ProviderRegistry,
+    crypto: &CryptoSettings,
+    access: &Settings,
+    field: &str,
+) -> Result<Arc<dyn KeyProvider>> {
+    let factory = registry.get(&crypto.key_provider_type)?;
+    let mut settings = crypto.settings.clone();
+    for (k, v) in access {
+        if factory.identity_settings().contains(&k.as_str())
+            && settings.get(k).is_some_and(|s| s != v)
+        {
+            return Err(Error::RegistrationConflict {
+                field: format!("{field}.settings.{k}"),
+                registered: settings[k].clone(),
+                requested: v.clone(),
+            });
+        }
+        settings.insert(k.clone(), v.clone());
+    }
+    Ok(factory.open(&settings).await?)
 }
 
 impl Repository {
@@ -167,6 +235,30 @@ impl Repository {
                     });
                 }
                 (_, false) => request.crypto_settings = None,
+            }
+            if request.encrypted {
+                let main = request
+                    .crypto_settings
+                    .as_ref()
+                    .map(|c| c.key_provider_name.clone());
+                let mut names = std::collections::BTreeSet::from_iter(main);
+                for e in &mut request.escrow {
+                    if !names.insert(e.key_provider_name.clone()) {
+                        return Err(Error::Setting {
+                            setting: "escrow".into(),
+                            problem: format!(
+                                "key_provider_name {:?} is used twice; every provider needs its own name",
+                                e.key_provider_name
+                            ),
+                        });
+                    }
+                    created |= registry
+                        .get(&e.key_provider_type)?
+                        .prepare(&mut e.settings)
+                        .await?;
+                }
+            } else {
+                request.escrow.clear();
             }
             request.chunk_size =
                 Some(crate::registration::chunk_size(request.chunk_size)?.bytes() as u64);
@@ -231,7 +323,50 @@ impl Repository {
                 requested: provider.type_name().into(),
             });
         }
-        Self::build(store, registration, Some(provider), options)
+        Self::build(store, registration, Some(provider), Vec::new(), options)
+    }
+
+    /// Opens a registered repository with one of its escrow providers (by
+    /// `key_provider_name`) instead of the main one: the disaster-recovery path when the main
+    /// key is gone. Reads only; writes are refused (a new data key would lack its main copy).
+    /// `access` settings apply to the escrow provider.
+    ///
+    /// # Errors
+    /// [`Error::Setting`] if no escrow provider has that name; as [`Repository::open`].
+    pub async fn open_escrow(
+        store: Arc<dyn ObjectStore>,
+        registry: &ProviderRegistry,
+        escrow_name: &str,
+        access: &Settings,
+        options: RepositoryOptions,
+    ) -> Result<Self> {
+        let registration = read_json::<Registration>(store.as_ref(), REGISTRATION)
+            .await?
+            .ok_or_else(|| Error::NotRegistered(REGISTRATION.into()))?;
+        let escrow = registration
+            .request
+            .escrow
+            .iter()
+            .find(|e| e.key_provider_name == escrow_name)
+            .ok_or_else(|| Error::Setting {
+                setting: "escrow".into(),
+                problem: format!(
+                    "no escrow provider named {escrow_name:?} (registered: {})",
+                    registration
+                        .request
+                        .escrow
+                        .iter()
+                        .map(|e| e.key_provider_name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            })?;
+        let provider = open_provider(registry, escrow, access, "escrow").await?;
+        let mut repo = Self::build(store, registration, Some(provider), Vec::new(), options)?;
+        repo.read_only = Some(format!(
+            "opened with escrow provider {escrow_name}; writing needs the main key provider"
+        ));
+        Ok(repo)
     }
 
     async fn from_registration(
@@ -241,47 +376,45 @@ impl Repository {
         access: &Settings,
         options: RepositoryOptions,
     ) -> Result<Self> {
-        let provider = match (
+        let (provider, escrow) = match (
             &registration.request.crypto_settings,
             registration.request.encrypted,
         ) {
             (Some(c), true) => {
-                let factory = registry.get(&c.key_provider_type)?;
-                let mut settings = c.settings.clone();
-                for (k, v) in access {
-                    if factory.identity_settings().contains(&k.as_str())
-                        && settings.get(k).is_some_and(|s| s != v)
-                    {
-                        return Err(Error::RegistrationConflict {
-                            field: format!("crypto_settings.settings.{k}"),
-                            registered: settings[k].clone(),
-                            requested: v.clone(),
-                        });
-                    }
-                    settings.insert(k.clone(), v.clone());
+                let main = open_provider(registry, c, access, "crypto_settings").await?;
+                let mut escrow = Vec::new();
+                for e in &registration.request.escrow {
+                    let p = open_provider(registry, e, &Settings::new(), "escrow").await?;
+                    escrow.push((e.key_provider_name.clone(), p));
                 }
-                Some(factory.open(&settings).await?)
+                (Some(main), escrow)
             }
-            _ => None,
+            _ => (None, Vec::new()),
         };
-        Self::build(store, registration, provider, options)
+        Self::build(store, registration, provider, escrow, options)
     }
 
     fn build(
         store: Arc<dyn ObjectStore>,
         registration: Registration,
         provider: Option<Arc<dyn KeyProvider>>,
+        escrow: Vec<(String, Arc<dyn KeyProvider>)>,
         options: RepositoryOptions,
     ) -> Result<Self> {
         Ok(Self {
             id: registration.repository_id()?,
             chunk: registration.chunk_size()?,
+            encrypted: registration.request.encrypted,
+            path_binding: registration.path_binding(),
             store,
-            registration,
-            provider,
+            registration: RwLock::new(registration),
+            provider: RwLock::new(provider),
+            escrow,
+            read_only: None,
             writer: WriterKey::new(options.cache),
             readers: ReaderCache::new(options.cache),
             lock: RwLock::new(None),
+            options,
         })
     }
 
@@ -291,10 +424,10 @@ impl Repository {
         self.id
     }
 
-    /// The stored registration.
+    /// The stored registration (as of opening, or of this instance's last re-wrap).
     #[must_use]
-    pub fn registration(&self) -> &Registration {
-        &self.registration
+    pub fn registration(&self) -> Registration {
+        read_lock(&self.registration).clone()
     }
 
     /// The chunk size every object in this repository uses.
@@ -306,19 +439,38 @@ impl Repository {
     /// Whether objects are encrypted (false: a pass-through repository).
     #[must_use]
     pub fn is_encrypted(&self) -> bool {
-        self.registration.request.encrypted
+        self.encrypted
     }
 
     /// Whether object keys are bound to object paths.
     #[must_use]
     pub fn path_binding(&self) -> bool {
-        self.registration.path_binding()
+        self.path_binding
     }
 
-    /// The key provider (None for an unencrypted repository).
+    /// The key provider that unwraps data keys (None for an unencrypted repository): the main
+    /// provider, or the escrow provider the repository was opened with.
     #[must_use]
-    pub fn provider(&self) -> Option<&Arc<dyn KeyProvider>> {
-        self.provider.as_ref()
+    pub fn provider(&self) -> Option<Arc<dyn KeyProvider>> {
+        read_lock(&self.provider).clone()
+    }
+
+    /// Names of the escrow providers that receive a copy of every new data key.
+    #[must_use]
+    pub fn escrow_names(&self) -> Vec<String> {
+        self.escrow.iter().map(|(n, _)| n.clone()).collect()
+    }
+
+    /// Why writes are refused, if the repository was opened read-only (with an escrow provider).
+    #[must_use]
+    pub fn read_only(&self) -> Option<&str> {
+        self.read_only.as_deref()
+    }
+
+    /// The options the repository was opened with.
+    #[must_use]
+    pub fn options(&self) -> RepositoryOptions {
+        self.options
     }
 
     /// Why the repository is locked, if it is.
@@ -349,7 +501,7 @@ impl Repository {
     /// # Errors
     /// Provider errors when it cannot be asked at all.
     pub async fn check_key_status(&self) -> Result<KeyStatus> {
-        let Some(p) = &self.provider else {
+        let Some(p) = self.provider() else {
             return Ok(KeyStatus::Usable { rotation: None });
         };
         let status = p.status().await?;
@@ -400,8 +552,8 @@ impl Repository {
         e.into()
     }
 
-    fn provider_or_err(&self) -> Result<&Arc<dyn KeyProvider>> {
-        self.provider.as_ref().ok_or_else(|| Error::Setting {
+    pub(crate) fn provider_or_err(&self) -> Result<Arc<dyn KeyProvider>> {
+        self.provider().ok_or_else(|| Error::Setting {
             setting: "encrypted".into(),
             problem: "the repository is not encrypted".into(),
         })
@@ -411,6 +563,9 @@ impl Repository {
     /// a new one when the current one is due for rotation.
     pub(crate) async fn key_for_write(&self) -> Result<(DataKeyId, DataKey)> {
         self.check_unlocked()?;
+        if let Some(why) = &self.read_only {
+            return Err(Error::ReadOnly(why.clone()));
+        }
         let provider = self.provider_or_err()?;
         self.writer
             .current(|| async {
@@ -420,13 +575,28 @@ impl Repository {
                     data_key_id: id,
                 };
                 let g = provider.generate_data_key(&ctx).await?;
+                let mut wrapped = vec![g.wrapped];
+                for (name, escrow) in &self.escrow {
+                    // An escrow provider that cannot wrap stops the write (every data key must
+                    // have its escrow copies) but does not lock the repository: reads need only
+                    // the main provider.
+                    let copy = escrow.wrap(&g.plaintext, &ctx).await.map_err(|e| {
+                        encrypt_repo_keys::Error::Provider {
+                            provider: format!("escrow {name} ({})", escrow.type_name()),
+                            message: e.to_string(),
+                        }
+                    })?;
+                    wrapped.push(copy);
+                }
                 let record = KeyringRecord {
                     data_key_id: id.to_hex(),
                     created_unix: now_unix(),
-                    wrapped: vec![g.wrapped],
+                    wrapped,
+                    next: None,
+                    shredded_unix: None,
                 };
                 // Keyring first: no object may name a key that is not recorded.
-                let path = format!("{KEYRING}/{}.json", id.to_hex());
+                let path = keyring_path(id);
                 if !create_json(self.store.as_ref(), &path, &record)
                     .await
                     .map_err(|e| encrypt_repo_keys::Error::Provider {
@@ -445,15 +615,63 @@ impl Repository {
             .map_err(|e| self.provider_error(e))
     }
 
+    /// Unwraps the data key of `record` with `provider`, trying every copy it made (the main
+    /// copy, escrow copies, and a re-wrap's `next` copy).
+    pub(crate) async fn unwrap_record(
+        &self,
+        provider: &Arc<dyn KeyProvider>,
+        id: DataKeyId,
+        record: &KeyringRecord,
+    ) -> encrypt_repo_keys::Result<DataKey> {
+        let ctx = WrapContext {
+            repository_id: self.id,
+            data_key_id: id,
+        };
+        let mut last = None;
+        for w in record
+            .next
+            .iter()
+            .chain(&record.wrapped)
+            .filter(|w| w.provider == provider.type_name())
+        {
+            match provider.unwrap(w, &ctx).await {
+                Ok(k) => return Ok(k),
+                // The key itself is unusable: no other copy of this provider will do better.
+                Err(e @ encrypt_repo_keys::Error::KeyUnavailable { .. }) => return Err(e),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or(encrypt_repo_keys::Error::ForeignWrappedKey {
+            found: record
+                .next
+                .iter()
+                .chain(&record.wrapped)
+                .map(|w| w.provider.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            expected: provider.type_name().into(),
+        }))
+    }
+
     /// The data key `id` for reading the object at `path`.
     pub(crate) async fn key_for_read(&self, id: DataKeyId, path: &str) -> Result<DataKey> {
         self.check_unlocked()?;
         let provider = self.provider_or_err()?;
-        let missing = std::sync::Mutex::new(false);
+        // Why the record could not be used, when that is not the provider's answer.
+        let special = std::sync::Mutex::new(None);
+        let note = |e: Error| {
+            *special
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(e);
+            encrypt_repo_keys::Error::Provider {
+                provider: "keyring".into(),
+                message: "record unusable".into(),
+            }
+        };
         let r = self
             .readers
             .get(id, || async {
-                let record_path = format!("{KEYRING}/{}.json", id.to_hex());
+                let record_path = keyring_path(id);
                 let record = read_json::<KeyringRecord>(self.store.as_ref(), &record_path)
                     .await
                     .map_err(|e| encrypt_repo_keys::Error::Provider {
@@ -461,47 +679,30 @@ impl Repository {
                         message: e.to_string(),
                     })?;
                 let Some(record) = record else {
-                    *missing
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner) = true;
-                    return Err(encrypt_repo_keys::Error::Provider {
-                        provider: "keyring".into(),
-                        message: "missing".into(),
-                    });
+                    return Err(note(Error::MissingDataKey {
+                        path: path.into(),
+                        data_key_id: id,
+                    }));
                 };
-                let ctx = WrapContext {
-                    repository_id: self.id,
-                    data_key_id: id,
-                };
-                let mut last = None;
-                for w in record
-                    .wrapped
-                    .iter()
-                    .filter(|w| w.provider == provider.type_name())
-                {
-                    match provider.unwrap(w, &ctx).await {
-                        Ok(k) => return Ok(k),
-                        Err(e) => last = Some(e),
-                    }
+                if let Some(when) = record.shredded_unix {
+                    return Err(note(Error::DataKeyShredded {
+                        path: path.into(),
+                        data_key_id: id,
+                        shredded_unix: when,
+                    }));
                 }
-                Err(last.unwrap_or(encrypt_repo_keys::Error::ForeignWrappedKey {
-                    found: "no copy for this provider".into(),
-                    expected: provider.type_name().into(),
-                }))
+                self.unwrap_record(&provider, id, &record).await
             })
             .await;
         match r {
             Ok(k) => Ok(k),
-            Err(_)
-                if *missing
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner) =>
-            {
-                Err(Error::MissingDataKey {
+            Err(_) if special.lock().is_ok_and(|s| s.is_some()) => Err(special
+                .into_inner()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .unwrap_or(Error::MissingDataKey {
                     path: path.into(),
                     data_key_id: id,
-                })
-            }
+                })),
             Err(e @ encrypt_repo_keys::Error::KeyUnavailable { .. }) => Err(self.provider_error(e)),
             Err(source) => Err(Error::DataKey {
                 path: path.into(),
@@ -511,7 +712,7 @@ impl Repository {
         }
     }
 
-    /// Ids of every data key in the keyring.
+    /// Ids of every data key in the keyring (shredded ones included).
     ///
     /// # Errors
     /// Storage errors.
@@ -529,4 +730,20 @@ impl Repository {
             })
             .collect())
     }
+}
+
+/// Reads a lock that no code path can leave inconsistent (single assignments), so poisoning is
+/// ignored.
+pub(crate) fn read_lock<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Like [`read_lock`], for writing.
+pub(crate) fn write_lock<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Where the keyring record of data key `id` lives.
+pub(crate) fn keyring_path(id: DataKeyId) -> String {
+    format!("{KEYRING}/{}.json", id.to_hex())
 }

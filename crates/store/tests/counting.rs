@@ -284,6 +284,7 @@ async fn writers_rotate_by_use_count_and_by_age() {
             max_objects_per_key: 100,
             ..CachePolicy::default()
         },
+        ..RepositoryOptions::default()
     };
     let (repo, provider) = open_counting(raw.clone(), &key_file, options).await;
     let store = encrypted(raw.clone(), repo);
@@ -302,6 +303,7 @@ async fn writers_rotate_by_use_count_and_by_age() {
             rotation_interval: Duration::from_secs(1),
             ..CachePolicy::default()
         },
+        ..RepositoryOptions::default()
     };
     let (repo, provider) = open_counting(raw.clone(), &key_file, options).await;
     let store = encrypted(raw.clone(), repo);
@@ -341,6 +343,7 @@ async fn readers_ask_the_provider_again_after_the_ttl() {
             reader_ttl: Duration::from_secs(1),
             ..CachePolicy::default()
         },
+        ..RepositoryOptions::default()
     };
     let (repo, provider) = open_counting(raw.clone(), &key_file, options).await;
     let reader = encrypted(raw.clone(), repo);

@@ -602,6 +602,7 @@ async fn unencrypted_repository_passes_data_through_unchanged() {
         encrypted: false,
         crypto_settings: None,
         chunk_size: None,
+        escrow: Vec::new(),
         path_binding: None,
     };
     let reg = register_request(raw.clone(), request, RepositoryOptions::default())

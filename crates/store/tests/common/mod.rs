@@ -62,6 +62,7 @@ pub fn local_request(
             settings: key_file_settings(key_file),
         }),
         chunk_size,
+        escrow: Vec::new(),
         path_binding,
     }
 }
@@ -796,6 +797,9 @@ pub enum ProviderMode {
     /// Every call answers that the key is unusable: `KeyUnavailable` from generate / wrap /
     /// unwrap, `Disabled` from `status`.
     Unavailable,
+    /// `status` says `Disabled` while unwrap still works (as moto's KMS does for a disabled key):
+    /// only a status check can notice.
+    StatusDisabled,
 }
 
 /// Call counts of a [`CountingProvider`].
@@ -888,7 +892,9 @@ impl KeyProvider for CountingProvider {
     ) -> encrypt_repo_keys::Result<GeneratedKey> {
         self.generate.fetch_add(1, Ordering::SeqCst);
         match self.mode() {
-            ProviderMode::Healthy => self.inner.generate_data_key(ctx).await,
+            ProviderMode::Healthy | ProviderMode::StatusDisabled => {
+                self.inner.generate_data_key(ctx).await
+            }
             ProviderMode::FailGenerate => Err(encrypt_repo_keys::Error::Provider {
                 provider: self.inner.type_name().to_owned(),
                 message: "injected generate_data_key failure".into(),
@@ -928,7 +934,7 @@ impl KeyProvider for CountingProvider {
     async fn status(&self) -> encrypt_repo_keys::Result<KeyStatus> {
         self.status.fetch_add(1, Ordering::SeqCst);
         match self.mode() {
-            ProviderMode::Unavailable => Ok(KeyStatus::Disabled),
+            ProviderMode::Unavailable | ProviderMode::StatusDisabled => Ok(KeyStatus::Disabled),
             _ => self.inner.status().await,
         }
     }
