@@ -6,11 +6,13 @@
 //! from a type name and a settings map. [`WriterKey`] and [`ReaderCache`] keep provider calls to
 //! one per rotation interval for writers and one per key per TTL for readers.
 //!
-//! This crate has the `local` and `passphrase` providers; cloud KMS providers live in sibling
-//! crates that depend on this one.
+//! This crate has the `local` and `passphrase` providers, and the `exec` provider, which hands
+//! key operations to an external program speaking the JSON protocol in `EXEC-PROTOCOL.md` (any
+//! KMS without recompiling); cloud KMS providers live in sibling crates that depend on this one.
 
 mod cache;
 mod error;
+pub mod exec;
 mod kek;
 pub mod local;
 pub mod passphrase;

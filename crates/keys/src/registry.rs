@@ -52,12 +52,13 @@ impl ProviderRegistry {
         Self::default()
     }
 
-    /// A registry with the providers of this crate: `local` and `passphrase`.
+    /// A registry with the providers of this crate: `local`, `passphrase` and `exec`.
     #[must_use]
     pub fn with_builtin() -> Self {
         let mut r = Self::new();
         r.register(Arc::new(crate::local::LocalFactory));
         r.register(Arc::new(crate::passphrase::PassphraseFactory));
+        r.register(Arc::new(crate::exec::ExecFactory));
         r
     }
 
