@@ -3,6 +3,12 @@
 //! [`key_provider_conformance`] is run once per key provider (local and passphrase here; AWS KMS,
 //! OpenBao and exec in their own crates), in the way rustls-test runs one API suite per crypto
 //! provider. Each check panics with a message naming the provider and the property that failed.
+//!
+//! [`store::CountingStore`] wraps any `ObjectStore` and records every call, so tests can show
+//! what an operation read and wrote (a re-wrap touching no data object, a range read fetching
+//! one chunk).
+
+pub mod store;
 
 use std::sync::Arc;
 
