@@ -448,3 +448,50 @@ async fn key_material_never_appears_in_debug_display_or_errors() {
         }
     }
 }
+
+#[tokio::test]
+async fn requests_are_exactly_as_specified() {
+    let k = kms();
+    let record = k.dir.path().join("request.json");
+    let p = k.open(&["--record", record.to_str().unwrap()]).await;
+    let c = WrapContext {
+        repository_id: RepositoryId(
+            *b"\x0f\x1e\x2d\x3c\x4b\x5a\x69\x78\x87\x96\xa5\xb4\xc3\xd2\xe1\xf0",
+        ),
+        data_key_id: DataKeyId(
+            *b"\x00\x11\x22\x33\x44\x55\x66\x77\x88\x99\xaa\xbb\xcc\xdd\xee\xff",
+        ),
+    };
+    let context = r#""context":{"repository_id":"0f1e2d3c4b5a69788796a5b4c3d2e1f0","data_key_id":"00112233445566778899aabbccddeeff"}"#;
+    let read = || std::fs::read_to_string(&record).unwrap();
+
+    p.status().await.unwrap();
+    assert_eq!(
+        read(),
+        format!(r#"{{"protocol":1,"op":"status","key_id":"{KEY_ID}"}}"#)
+    );
+    let g = p.generate_data_key(&c).await.unwrap();
+    assert_eq!(
+        read(),
+        format!(r#"{{"protocol":1,"op":"generate","key_id":"{KEY_ID}",{context}}}"#)
+    );
+    // The example key of EXEC-PROTOCOL.md §7.
+    let key: [u8; 32] = *b"\xab\xcd\xef\x01\x23\x45\x67\x89\xab\xcd\xef\x01\x23\x45\x67\x89\xab\xcd\xef\x01\x23\x45\x67\x89\xab\xcd\xef\x01\x23\x45\x67\x89";
+    p.wrap(&DataKey::from_bytes(key), &c).await.unwrap();
+    assert_eq!(
+        read(),
+        format!(
+            r#"{{"protocol":1,"op":"wrap","key_id":"{KEY_ID}",{context},"plaintext":"q83vASNFZ4mrze8BI0VniavN7wEjRWeJq83vASNFZ4k="}}"#
+        )
+    );
+    p.unwrap(&g.wrapped, &c).await.unwrap();
+    let unwrap: serde_json::Value = serde_json::from_str(&read()).unwrap();
+    assert_eq!(unwrap["op"], "unwrap");
+    assert_eq!(unwrap["master_key"], g.wrapped.master_key.as_str());
+    assert!(unwrap.get("plaintext").is_none());
+    assert_eq!(
+        unwrap["ciphertext"].as_str().unwrap().len(),
+        88,
+        "64 bytes in padded base64"
+    );
+}

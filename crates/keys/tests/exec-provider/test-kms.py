@@ -6,7 +6,9 @@ Python standard library for the tests' sake (HMAC-SHA256 in counter mode as a ke
 HMAC-SHA256 tag over key id, context, nonce and ciphertext: encrypt-then-MAC). A real program
 calls a KMS.
 
-Usage: test-kms.py --key-file PATH [--misbehave MODE] [--pid-file PATH]
+Usage: test-kms.py --key-file PATH [--misbehave MODE] [--pid-file PATH] [--record PATH]
+
+--record saves each raw request to PATH (the tests compare it with EXEC-PROTOCOL.md).
 
 Key file: 64 hex digits (the 32-byte master key) on the first line; an optional second line
 holds the key's state (usable, disabled, revoked, access_denied, not_found), so tests can
@@ -117,6 +119,7 @@ def main():
     ap.add_argument("--key-file", required=True)
     ap.add_argument("--misbehave", default="")
     ap.add_argument("--pid-file")
+    ap.add_argument("--record")
     args = ap.parse_args()
     mode = args.misbehave
 
@@ -141,7 +144,11 @@ def main():
     if mode == "chatty-stderr":
         sys.stderr.write("noise " * (1 << 18))
 
-    request = json.load(sys.stdin)
+    raw = sys.stdin.buffer.read()
+    if args.record:
+        with open(args.record, "wb") as f:
+            f.write(raw)
+    request = json.loads(raw)
     if request.get("protocol") != 1:
         error("other", "unsupported protocol version")
     op = request.get("op")
