@@ -287,14 +287,7 @@ pub(crate) fn check_usable_for_data_keys(meta: &KeyMetadata, key: &str) -> Resul
     }
 }
 
-/// KMS key state to [`KeyStatus`]:
-///
-/// | KeyState | status | why |
-/// |---|---|---|
-/// | `Enabled`, `Updating` | Usable | `Updating` is a multi-Region primary change; the key works |
-/// | `Disabled` | Disabled | re-enabling restores it |
-/// | `PendingDeletion`, `PendingReplicaDeletion` | Revoked | the key is on its way out; only cancelling the deletion (which leaves it Disabled) brings it back |
-/// | `PendingImport`, `Unavailable`, `Creating`, anything newer | Disabled | no usable key material now, but it may come back (import, custom key store reconnect) |
+/// KMS key state to [`KeyStatus`], as the `status` table of [`AwsKmsProvider`] says.
 pub(crate) fn key_status(meta: &KeyMetadata) -> KeyStatus {
     match &meta.key_state {
         Some(KeyState::Enabled | KeyState::Updating) => KeyStatus::Usable { rotation: None },
@@ -402,8 +395,17 @@ impl KeyProvider for AwsKmsProvider {
         DataKey::try_from_slice(&plaintext).map_err(|_| unwrap_failed(ctx))
     }
 
-    /// DescribeKey (state, see [`key_status`]) and, when usable, GetKeyRotationStatus and
-    /// ListKeyRotations for [`RotationInfo`].
+    /// DescribeKey on the key ARN and, when usable, GetKeyRotationStatus and ListKeyRotations for
+    /// [`RotationInfo`] (automatic rotation on/off, date of the last rotation; left empty when
+    /// those calls are refused). `AccessDenied` → AccessDenied, `NotFoundException` → NotFound;
+    /// the key state maps as follows.
+    ///
+    /// | KeyState | status | why |
+    /// |---|---|---|
+    /// | `Enabled`, `Updating` | Usable | `Updating` is a multi-Region primary change; the key works |
+    /// | `Disabled` | Disabled | re-enabling restores it |
+    /// | `PendingDeletion`, `PendingReplicaDeletion` | Revoked | the key is on its way out; only cancelling the deletion (which leaves it Disabled) brings it back |
+    /// | `PendingImport`, `Unavailable`, `Creating`, anything newer | Disabled | no usable key material now, but it may come back (import, custom key store reconnect) |
     async fn status(&self) -> Result<KeyStatus> {
         let meta = match self
             .client
