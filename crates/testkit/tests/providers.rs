@@ -198,7 +198,7 @@ async fn unknown_provider_lists_known_ones() {
         .unwrap_err();
     assert_eq!(
         err.to_string(),
-        "unknown key provider type \"hsm\"; known types: local, passphrase"
+        "unknown key provider type \"hsm\"; known types: exec, local, passphrase"
     );
     let _: &dyn KeyProvider; // the trait is object safe: used as Arc<dyn KeyProvider> above
 }
