@@ -734,3 +734,32 @@ async fn server_errors_and_wrong_shapes_are_provider_errors_without_the_token() 
         }
     }
 }
+
+/// Not a check: prints the latency of each operation against the dev server
+/// (`cargo test -p encrypt-repo-kms-openbao --test openbao latency -- --ignored --nocapture`).
+#[tokio::test]
+#[ignore = "a measurement, not a check"]
+async fn latency() {
+    let bao = bao().await;
+    let key = bao.new_key().await;
+    let p = bao.provider(&key).await;
+    let c = ctx(1, 1);
+    let g = p.generate_data_key(&c).await.expect("warm up");
+    let n = 200u32;
+    let t = Instant::now();
+    for _ in 0..n {
+        p.generate_data_key(&c).await.expect("generate");
+    }
+    let gen_t = t.elapsed() / n;
+    let t = Instant::now();
+    for _ in 0..n {
+        p.unwrap(&g.wrapped, &c).await.expect("unwrap");
+    }
+    let unwrap_t = t.elapsed() / n;
+    let t = Instant::now();
+    for _ in 0..n {
+        p.status().await.expect("status");
+    }
+    let status_t = t.elapsed() / n;
+    println!("per call over {n}: generate {gen_t:?}, unwrap {unwrap_t:?}, status {status_t:?}");
+}
