@@ -113,4 +113,3 @@ pub async fn provider(key_id: &str) -> Arc<dyn KeyProvider> {
             .expect("connect"),
     )
 }
-
