@@ -2,3 +2,4 @@
 //! ripgrep keeps it). The format crate has its own suites under `crates/format/tests/`.
 
 mod providers;
+mod snapshot;

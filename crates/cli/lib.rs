@@ -12,6 +12,8 @@ pub use encrypt_repo_kms_aws as kms_aws;
 pub use encrypt_repo_kms_openbao as kms_openbao;
 pub use encrypt_repo_store as store;
 
+pub mod snapshot;
+
 /// A registry with every key provider compiled into this build.
 ///
 /// ```

@@ -43,6 +43,17 @@ pub enum Error {
         /// The data key that failed (hex).
         data_key_id: String,
     },
+    /// The master key given when opening (a key file, a passphrase) is not the one the
+    /// repository was registered with: nothing it wrapped would unwrap.
+    #[error("key provider {provider}: {setting} {detail}")]
+    WrongMasterKey {
+        /// Provider type name.
+        provider: String,
+        /// The setting that supplied the key (`key_file`, `passphrase`).
+        setting: String,
+        /// What does not match (names the file; never key material).
+        detail: String,
+    },
     /// A wrapped key belongs to another provider instance or master key.
     #[error("wrapped data key was made by {found}, not by this provider ({expected})")]
     ForeignWrappedKey {

@@ -209,10 +209,10 @@ impl ProviderFactory for LocalFactory {
         if let Some(expected) = settings.get("fingerprint")
             && *expected != provider.fingerprint()
         {
-            return Err(Error::Setting {
+            return Err(Error::WrongMasterKey {
                 provider: TYPE.into(),
                 setting: "key_file".into(),
-                problem: format!(
+                detail: format!(
                     "{} holds key {} but the repository was registered with key {expected}: wrong key file",
                     path.display(),
                     provider.fingerprint()

@@ -182,10 +182,10 @@ impl ProviderFactory for PassphraseFactory {
         if let Some(expected) = settings.get("fingerprint")
             && *expected != provider.fingerprint()
         {
-            return Err(Error::Setting {
+            return Err(Error::WrongMasterKey {
                 provider: TYPE.into(),
                 setting: "passphrase".into(),
-                problem:
+                detail:
                     "does not match the one the repository was registered with: wrong passphrase"
                         .into(),
             });

@@ -91,9 +91,9 @@ async fn wrong_key_file_is_refused_at_open_naming_the_file() {
     assert!(
         matches!(
             &e,
-            Error::Keys(encrypt_repo_keys::Error::Setting { setting, .. }) if setting == "key_file"
+            Error::Keys(encrypt_repo_keys::Error::WrongMasterKey { setting, .. }) if setting == "key_file"
         ),
-        "expected a key_file setting error, got {e:?}"
+        "expected a wrong-key error for key_file, got {e:?}"
     );
     let msg = e.to_string();
     assert!(

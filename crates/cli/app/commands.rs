@@ -1,0 +1,657 @@
+//! One function per command. Each returns the human summary and the JSON summary; errors go up
+//! as `anyhow::Error` with context naming what was being done.
+
+use std::io::{IsTerminal as _, Write as _};
+use std::sync::Arc;
+
+use anyhow::{Context as _, Result, bail};
+use bytes::Bytes;
+use encrypt_repo::format::DataKeyId;
+use encrypt_repo::keys::Settings;
+use encrypt_repo::store::{
+    CryptoSettings, EncryptedStore, RegistrationRequest, Repository, RepositoryOptions, Shred,
+};
+use futures::{StreamExt as _, TryStreamExt as _};
+use object_store::path::Path as ObjectPath;
+use object_store::{
+    GetOptions, GetRange, ObjectStore, ObjectStoreExt as _, PutPayload, WriteMultipart,
+};
+use serde_json::{Value, json};
+
+use crate::app::args;
+use crate::app::exit::{Partial, Usage};
+use crate::app::open::{self, NotFound};
+use crate::app::output::{Output, human_bytes};
+
+/// Plaintext read from a file or stdin per upload piece.
+const PIECE: usize = 8 << 20;
+/// Part uploads in flight per object.
+const PARTS_IN_FLIGHT: usize = 4;
+
+type Done = (String, Value);
+
+fn object_path(name: &str) -> Result<ObjectPath> {
+    ObjectPath::parse(name).map_err(|e| Usage(format!("invalid object name {name:?}: {e}")).into())
+}
+
+fn settings(pairs: &[(String, String)]) -> Settings {
+    pairs.iter().cloned().collect()
+}
+
+pub(crate) async fn init(a: &args::Init, g: &args::Global, out: &Output) -> Result<Done> {
+    let location = open::locate(&a.repo.repo, &g.store_options, true)?;
+    let crypto_settings = match (&a.key_provider, a.no_encryption) {
+        (_, true) => None,
+        (Some(t), false) => Some(CryptoSettings {
+            key_provider_name: a.key_provider_name.clone().unwrap_or_else(|| t.clone()),
+            key_provider_type: t.clone(),
+            settings: settings(&g.key_settings),
+        }),
+        (None, false) => bail!(Usage(
+            "--key-provider is required unless --no-encryption".into()
+        )),
+    };
+    let mut escrow = Vec::new();
+    for spec in &a.escrow_providers {
+        let (t, name) = spec
+            .split_once(':')
+            .ok_or_else(|| Usage(format!("--escrow-provider {spec:?}: expected TYPE:NAME")))?;
+        let mut s = Settings::new();
+        for e in &a.escrow_settings {
+            let (n, kv) = e
+                .split_once(':')
+                .ok_or_else(|| Usage(format!("--escrow-setting {e:?}: expected NAME:K=V")))?;
+            let (k, v) = kv
+                .split_once('=')
+                .ok_or_else(|| Usage(format!("--escrow-setting {e:?}: expected NAME:K=V")))?;
+            if n == name {
+                s.insert(k.to_owned(), v.to_owned());
+            }
+        }
+        escrow.push(CryptoSettings {
+            key_provider_name: name.to_owned(),
+            key_provider_type: t.to_owned(),
+            settings: s,
+        });
+    }
+    let request = RegistrationRequest {
+        store_type: location.store_type.to_owned(),
+        settings: location.settings.clone(),
+        encrypted: !a.no_encryption,
+        crypto_settings,
+        chunk_size: a.chunk_size,
+        escrow,
+        path_binding: a.no_path_binding.then_some(false),
+    };
+    let registered = Repository::register(
+        location.backend.clone(),
+        request,
+        &encrypt_repo::provider_registry(),
+        RepositoryOptions::default(),
+    )
+    .await
+    .with_context(|| format!("registering repository {}", a.repo.repo))?;
+    let repo = &registered.repository;
+    if registered.created_key_material {
+        let file = g
+            .key_settings
+            .iter()
+            .find(|(k, _)| k == "key_file")
+            .map_or_else(|| "the key".to_owned(), |(_, v)| v.clone());
+        out.warn(&format!(
+            "created a new master key in {file}: BACK IT UP NOW. Without it nothing in this \
+             repository can ever be decrypted."
+        ));
+    }
+    let id = repo.id().to_hex();
+    let human = if registered.newly_registered {
+        format!("registered repository {id}")
+    } else {
+        format!("repository {id} was already registered with these settings")
+    };
+    Ok((
+        human,
+        json!({
+            "repository_id": id,
+            "newly_registered": registered.newly_registered,
+            "created_key_material": registered.created_key_material,
+            "encrypted": repo.is_encrypted(),
+        }),
+    ))
+}
+
+pub(crate) async fn info(a: &args::Repo, g: &args::Global) -> Result<Done> {
+    let (_, repo) = open::open(&a.repo, &g.store_options, &g.key_settings).await?;
+    let reg = repo.registration();
+    let keys = if repo.is_encrypted() {
+        repo.data_keys().await?
+    } else {
+        Vec::new()
+    };
+    let status = repo.check_key_status().await;
+    let status_json = match &status {
+        Ok(s) => serde_json::to_value(s)?,
+        Err(e) => json!({"state": "unknown", "error": format!("{e:#}")}),
+    };
+    let mut human = format!(
+        "repository {}\n  type: {}\n  encrypted: {}\n  chunk size: {}\n  path binding: {}\n",
+        repo.id().to_hex(),
+        reg.request.store_type,
+        repo.is_encrypted(),
+        human_bytes(repo.chunk_size().bytes() as u64),
+        repo.path_binding(),
+    );
+    if let Some(c) = &reg.request.crypto_settings {
+        human += &format!(
+            "  key provider: {} ({})\n  key status: {}\n",
+            c.key_provider_name,
+            c.key_provider_type,
+            match &status {
+                Ok(s) => format!("{s:?}"),
+                Err(e) => format!("unknown: {e:#}"),
+            }
+        );
+    }
+    for e in &reg.request.escrow {
+        human += &format!(
+            "  escrow provider: {} ({})\n",
+            e.key_provider_name, e.key_provider_type
+        );
+    }
+    human += &format!(
+        "  data keys: {} ({} shredded)\n  locked: {}\n",
+        keys.len(),
+        keys.iter().filter(|k| k.shredded_unix.is_some()).count(),
+        repo.lock_reason().unwrap_or_else(|| "no".into())
+    );
+    Ok((
+        human,
+        json!({
+            "repository_id": repo.id().to_hex(),
+            "registration": reg,
+            "key_status": status_json,
+            "data_keys": keys,
+            "locked": repo.lock_reason(),
+        }),
+    ))
+}
+
+pub(crate) async fn put(a: &args::Put, g: &args::Global, out: &Output) -> Result<Done> {
+    let (_, store) = open::open_store(&a.repo.repo, &g.store_options, &g.key_settings).await?;
+    let path = object_path(&a.object)?;
+    let (mut input, total, source): (Box<dyn std::io::Read + Send>, Option<u64>, String) =
+        match a.file.as_deref() {
+            None => (Box::new(std::io::stdin()), None, "standard input".into()),
+            Some(p) if p.as_os_str() == "-" => {
+                (Box::new(std::io::stdin()), None, "standard input".into())
+            }
+            Some(p) => {
+                let f = std::fs::File::open(p)
+                    .map_err(|e| anyhow::Error::new(NotFound(format!("{}: {e}", p.display()))))?;
+                let len = f.metadata().map(|m| m.len()).ok();
+                (Box::new(f), len, p.display().to_string())
+            }
+        };
+    let progress = out.progress(total, &a.object);
+    let mut uploaded = 0u64;
+    let result = async {
+        let upload = store.put_multipart(&path).await?;
+        let mut w = WriteMultipart::new_with_chunk_size(upload, PIECE);
+        loop {
+            // Reading is blocking (a file or a pipe): one piece at a time on a blocking thread.
+            let (piece, r) = tokio::task::spawn_blocking(move || {
+                let mut buf = vec![0u8; PIECE];
+                let mut filled = 0;
+                while filled < PIECE {
+                    match input.read(&mut buf[filled..]) {
+                        Ok(0) => break,
+                        Ok(n) => filled += n,
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(e) => return (input, Err(e)),
+                    }
+                }
+                buf.truncate(filled);
+                (input, Ok(buf))
+            })
+            .await?;
+            input = piece;
+            let buf = match r {
+                Ok(b) => b,
+                Err(e) => {
+                    w.abort().await.ok();
+                    return Err(anyhow::Error::new(e).context(format!("reading {source}")));
+                }
+            };
+            if buf.is_empty() {
+                break;
+            }
+            uploaded += buf.len() as u64;
+            progress.advance(buf.len() as u64);
+            w.wait_for_capacity(PARTS_IN_FLIGHT).await?;
+            w.put(Bytes::from(buf));
+        }
+        w.finish().await?;
+        anyhow::Ok(())
+    }
+    .await;
+    progress.finish();
+    result.with_context(|| format!("uploading {source} to {}", a.object))?;
+    Ok((
+        format!("{} → {} ({})", source, a.object, human_bytes(uploaded)),
+        json!({"object": a.object, "bytes": uploaded}),
+    ))
+}
+
+/// `START-END` (inclusive), `START-` or `-N`.
+pub(crate) fn parse_range(s: &str) -> Result<GetRange> {
+    let bad = || {
+        Usage(format!(
+            "--range {s:?}: expected START-END, START- or -N (bytes)"
+        ))
+    };
+    let (a, b) = s.split_once('-').ok_or_else(bad)?;
+    let num = |t: &str| t.trim().parse::<u64>().map_err(|_| bad());
+    Ok(match (a.trim().is_empty(), b.trim().is_empty()) {
+        (false, false) => {
+            let (start, end) = (num(a)?, num(b)?);
+            if end < start {
+                bail!(bad());
+            }
+            GetRange::Bounded(start..end.checked_add(1).ok_or_else(bad)?)
+        }
+        (false, true) => GetRange::Offset(num(a)?),
+        (true, false) => GetRange::Suffix(num(b)?),
+        (true, true) => bail!(bad()),
+    })
+}
+
+pub(crate) async fn get(a: &args::Get, g: &args::Global, out: &Output) -> Result<Done> {
+    let to_stdout = match a.file.as_deref() {
+        Some(p) if p.as_os_str() == "-" => true,
+        Some(_) => false,
+        None => {
+            if std::io::stdout().is_terminal() {
+                bail!(Usage(
+                    "refusing to write an object to a terminal: give an output file, or - to \
+                     really write to standard output"
+                        .into()
+                ));
+            }
+            true
+        }
+    };
+    if to_stdout && g.json {
+        bail!(Usage(
+            "--json needs an output file: standard output carries the summary".into()
+        ));
+    }
+    let range = a.range.as_deref().map(parse_range).transpose()?;
+    let (_, store) = open::open_store(&a.repo.repo, &g.store_options, &g.key_settings).await?;
+    let path = object_path(&a.object)?;
+    let result = store
+        .get_opts(
+            &path,
+            GetOptions {
+                range,
+                ..Default::default()
+            },
+        )
+        .await
+        .with_context(|| format!("reading object {}", a.object))?;
+    let total = result.range.end - result.range.start;
+    let progress = out.progress(Some(total), &a.object);
+    let mut stream = result.into_stream();
+    let mut written = 0u64;
+    if to_stdout {
+        // Only verified plaintext is ever yielded by the stream; a failure mid-way stops it.
+        let mut stdout = std::io::stdout().lock();
+        while let Some(piece) = stream.next().await {
+            let piece = piece.with_context(|| format!("reading object {}", a.object))?;
+            stdout
+                .write_all(&piece)
+                .context("writing standard output")?;
+            written += piece.len() as u64;
+            progress.advance(piece.len() as u64);
+        }
+        stdout.flush().context("writing standard output")?;
+        progress.finish();
+        return Ok((String::new(), json!({"object": a.object, "bytes": written})));
+    }
+    let target = a.file.clone().unwrap_or_default();
+    let dir = match target.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    // A temporary file beside the target, renamed only once every byte verified: a tampered
+    // object never leaves partial output (the temporary file is removed when dropped).
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".encrypt-repo-get-")
+        .tempfile_in(&dir)
+        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
+    while let Some(piece) = stream.next().await {
+        let piece = piece.with_context(|| format!("reading object {}", a.object))?;
+        tmp.write_all(&piece)
+            .with_context(|| format!("writing {}", tmp.path().display()))?;
+        written += piece.len() as u64;
+        progress.advance(piece.len() as u64);
+    }
+    progress.finish();
+    tmp.as_file()
+        .sync_all()
+        .with_context(|| format!("writing {}", tmp.path().display()))?;
+    tmp.persist(&target)
+        .map_err(|e| e.error)
+        .with_context(|| format!("renaming into {}", target.display()))?;
+    Ok((
+        format!(
+            "{} → {} ({})",
+            a.object,
+            target.display(),
+            human_bytes(written)
+        ),
+        json!({"object": a.object, "file": target, "bytes": written}),
+    ))
+}
+
+pub(crate) async fn ls(a: &args::Ls, g: &args::Global) -> Result<Done> {
+    let (_, store) = open::open_store(&a.repo.repo, &g.store_options, &g.key_settings).await?;
+    let prefix = a.prefix.as_deref().map(object_path).transpose()?;
+    let mut metas: Vec<_> = store.list(prefix.as_ref()).try_collect().await?;
+    metas.sort_by(|x, y| x.location.cmp(&y.location));
+    let mut human = String::new();
+    for m in &metas {
+        human += &format!(
+            "{:>12}  {}  {}\n",
+            m.size,
+            m.last_modified.format("%Y-%m-%d %H:%M:%S"),
+            m.location
+        );
+    }
+    let objects: Vec<Value> = metas
+        .iter()
+        .map(|m| {
+            json!({"object": m.location.to_string(), "size": m.size,
+                   "last_modified": m.last_modified.to_rfc3339()})
+        })
+        .collect();
+    Ok((human, json!({"objects": objects})))
+}
+
+pub(crate) async fn rm(a: &args::Rm, g: &args::Global) -> Result<Done> {
+    let (_, store) = open::open_store(&a.repo.repo, &g.store_options, &g.key_settings).await?;
+    for o in &a.objects {
+        let p = object_path(o)?;
+        store
+            .delete(&p)
+            .await
+            .with_context(|| format!("deleting {o}"))?;
+    }
+    Ok((
+        format!("deleted {} object(s)", a.objects.len()),
+        json!({"deleted": a.objects}),
+    ))
+}
+
+pub(crate) async fn cp(a: &args::Cp, g: &args::Global) -> Result<Done> {
+    let (_, store) = open::open_store(&a.repo.repo, &g.store_options, &g.key_settings).await?;
+    store
+        .copy(&object_path(&a.from)?, &object_path(&a.to)?)
+        .await
+        .with_context(|| format!("copying {} to {}", a.from, a.to))?;
+    Ok((
+        format!("{} → {}", a.from, a.to),
+        json!({"from": a.from, "to": a.to}),
+    ))
+}
+
+pub(crate) async fn verify(a: &args::Verify, g: &args::Global, out: &Output) -> Result<Done> {
+    let (_, store) = open::open_store(&a.repo.repo, &g.store_options, &g.key_settings).await?;
+    let prefix = a.prefix.as_deref().map(object_path).transpose()?;
+    let metas: Vec<_> = store.list(prefix.as_ref()).try_collect().await?;
+    let total: u64 = metas.iter().map(|m| m.size).sum();
+    let progress = out.progress(Some(total), "verifying");
+    let store = Arc::new(store);
+    let results: Vec<(String, u64, Option<String>)> = futures::stream::iter(metas)
+        .map(|m| {
+            let store = Arc::clone(&store);
+            let progress = progress.clone();
+            async move {
+                let name = m.location.to_string();
+                let r = async {
+                    let mut s = store.get(&m.location).await?.into_stream();
+                    let mut n = 0u64;
+                    while let Some(piece) = s.next().await {
+                        let piece = piece?;
+                        n += piece.len() as u64;
+                        progress.advance(piece.len() as u64);
+                    }
+                    anyhow::Ok(n)
+                }
+                .await;
+                match r {
+                    Ok(n) => (name, n, None),
+                    Err(e) => (name, 0, Some(format!("{e:#}"))),
+                }
+            }
+        })
+        .buffer_unordered(4)
+        .collect()
+        .await;
+    progress.finish();
+    let bad: Vec<&(String, u64, Option<String>)> =
+        results.iter().filter(|r| r.2.is_some()).collect();
+    let bytes: u64 = results.iter().map(|r| r.1).sum();
+    let mut human = String::new();
+    for (name, _, e) in &bad {
+        human += &format!("BAD {name}: {}\n", e.as_deref().unwrap_or_default());
+    }
+    human += &format!(
+        "verified {} object(s), {}: {} bad",
+        results.len() - bad.len(),
+        human_bytes(bytes),
+        bad.len()
+    );
+    let json = json!({
+        "objects": results.len(),
+        "bytes": bytes,
+        "bad": bad.iter().map(|(n, _, e)| json!({"object": n, "error": e})).collect::<Vec<_>>(),
+    });
+    if !bad.is_empty() {
+        out.done(&human, json);
+        bail!(Partial {
+            failed: bad.len(),
+            total: results.len(),
+            what: "objects",
+        });
+    }
+    Ok((human, json))
+}
+
+pub(crate) async fn keys(k: &args::Keys, g: &args::Global, out: &Output) -> Result<Done> {
+    match k {
+        args::Keys::Status(a) => {
+            let (_, repo) = open::open(&a.repo, &g.store_options, &g.key_settings).await?;
+            let status = repo.check_key_status().await?;
+            let keys = repo.data_keys().await?;
+            let mut human = format!(
+                "key provider: {}\nstatus: {status:?}\nlocked: {}\ndata keys:\n",
+                repo.provider()
+                    .map(|p| format!("{} ({})", p.type_name(), p.master_key()))
+                    .unwrap_or_else(|| "none (unencrypted)".into()),
+                repo.lock_reason().unwrap_or_else(|| "no".into()),
+            );
+            for key in &keys {
+                human += &format!(
+                    "  {} created {}{}\n",
+                    key.id,
+                    key.created_unix,
+                    if key.shredded_unix.is_some() {
+                        " SHREDDED"
+                    } else {
+                        ""
+                    }
+                );
+            }
+            Ok((
+                human,
+                json!({"status": status, "locked": repo.lock_reason(), "data_keys": keys}),
+            ))
+        }
+        args::Keys::Rotate(a) => {
+            // A new data key is made by the next write of any process; record one now so the
+            // rotation is visible and the old key stops being used here.
+            let (location, repo) = open::open(&a.repo, &g.store_options, &g.key_settings).await?;
+            let before = repo.data_key_ids().await?.len();
+            repo.rotate_now().await;
+            let store = EncryptedStore::new(Arc::new(location.backend), repo.clone());
+            let marker = ObjectPath::from(".rotation-check");
+            store
+                .put(&marker, PutPayload::from_static(b""))
+                .await
+                .context("writing with the new data key")?;
+            store.delete(&marker).await.ok();
+            let after = repo.data_key_ids().await?.len();
+            Ok((
+                format!("rotated: {after} data keys (was {before})"),
+                json!({"data_keys_before": before, "data_keys_after": after}),
+            ))
+        }
+        args::Keys::Rewrap(a) => {
+            let (_, repo) = open::open(&a.repo.repo, &g.store_options, &g.key_settings).await?;
+            let target = CryptoSettings {
+                key_provider_name: a.to_name.clone().unwrap_or_else(|| a.to_provider.clone()),
+                key_provider_type: a.to_provider.clone(),
+                settings: settings(&a.to_settings),
+            };
+            let report = repo
+                .rewrap(target, &encrypt_repo::provider_registry())
+                .await
+                .context("re-wrapping the keyring")?;
+            Ok((
+                format!(
+                    "re-wrapped {} data key(s) from {} to {} ({} shredded left alone)",
+                    report.rewrapped, report.from, report.to, report.shredded
+                ),
+                serde_json::to_value(&report)?,
+            ))
+        }
+        args::Keys::Shred(a) => {
+            if !a.yes {
+                bail!(Usage(
+                    "shredding cannot be undone: objects under the shredded keys become \
+                     unreadable forever. Add --yes to confirm."
+                        .into()
+                ));
+            }
+            let (_, repo) = open::open(&a.repo.repo, &g.store_options, &g.key_settings).await?;
+            let n = if a.all {
+                repo.shred(Shred::All).await?
+            } else {
+                let mut n = 0;
+                for id in &a.ids {
+                    let id = DataKeyId::from_hex(id).ok_or_else(|| {
+                        Usage(format!("{id:?} is not a data key id (32 hex digits)"))
+                    })?;
+                    n += repo.shred(Shred::One(id)).await?;
+                }
+                n
+            };
+            out.warn(&format!("shredded {n} data key(s)"));
+            Ok((format!("shredded {n} data key(s)"), json!({"shredded": n})))
+        }
+    }
+}
+
+pub(crate) async fn backup(a: &args::Backup, g: &args::Global, out: &Output) -> Result<Done> {
+    let (_, store) = open::open_store(&a.repo.repo, &g.store_options, &g.key_settings).await?;
+    if !a.dir.is_dir() {
+        bail!(NotFound(format!("{} is not a directory", a.dir.display())));
+    }
+    let progress = out.progress(Some(0), "backup");
+    let opts = encrypt_repo::snapshot::BackupOptions {
+        prefix: a.prefix.clone(),
+        concurrency: a.concurrency.max(1),
+        dry_run: a.dry_run,
+    };
+    let report = encrypt_repo::snapshot::backup(Arc::new(store), &a.dir, &opts, &progress).await;
+    progress.finish();
+    let report = report.with_context(|| format!("backing up {}", a.dir.display()))?;
+    let mut human = String::new();
+    for f in &report.failed {
+        human += &format!("FAILED {}: {}\n", f.path, f.error);
+    }
+    human += &format!(
+        "{}snapshot {}: {} files, {} dirs, {} symlinks, {}; uploaded {} files ({}), {} already stored",
+        if a.dry_run { "dry run, no " } else { "" },
+        report.snapshot_id.as_deref().unwrap_or("-"),
+        report.files,
+        report.dirs,
+        report.symlinks,
+        human_bytes(report.bytes),
+        report.uploaded_files,
+        human_bytes(report.uploaded_bytes),
+        report.skipped_files
+    );
+    let json = serde_json::to_value(&report)?;
+    if !report.failed.is_empty() {
+        out.done(&human, json);
+        bail!(Partial {
+            failed: report.failed.len(),
+            total: (report.files + report.failed.len() as u64) as usize,
+            what: "files",
+        });
+    }
+    Ok((human, json))
+}
+
+pub(crate) async fn restore(a: &args::Restore, g: &args::Global, out: &Output) -> Result<Done> {
+    let (_, store) = open::open_store(&a.repo.repo, &g.store_options, &g.key_settings).await?;
+    let progress = out.progress(Some(0), "restore");
+    let opts = encrypt_repo::snapshot::RestoreOptions {
+        prefix: a.prefix.clone(),
+        snapshot: a.snapshot.clone(),
+        concurrency: a.concurrency.max(1),
+    };
+    let report = encrypt_repo::snapshot::restore(Arc::new(store), &a.dir, &opts, &progress).await;
+    progress.finish();
+    let report = report.with_context(|| format!("restoring into {}", a.dir.display()))?;
+    let mut human = String::new();
+    for f in &report.failed {
+        human += &format!("FAILED {}: {}\n", f.path, f.error);
+    }
+    human += &format!(
+        "restored snapshot {}: {} files, {} dirs, {} symlinks, {}",
+        report.snapshot_id,
+        report.files,
+        report.dirs,
+        report.symlinks,
+        human_bytes(report.bytes)
+    );
+    let json = serde_json::to_value(&report)?;
+    if !report.failed.is_empty() {
+        out.done(&human, json);
+        bail!(Partial {
+            failed: report.failed.len(),
+            total: (report.files + report.failed.len() as u64) as usize,
+            what: "files",
+        });
+    }
+    Ok((human, json))
+}
+
+pub(crate) async fn snapshots(a: &args::Snapshots, g: &args::Global) -> Result<Done> {
+    let (_, store) = open::open_store(&a.repo.repo, &g.store_options, &g.key_settings).await?;
+    let list = encrypt_repo::snapshot::list_snapshots(Arc::new(store), &a.prefix).await?;
+    let mut human = String::new();
+    for s in &list {
+        human += &format!(
+            "{}  {}  {} files  {}  {}\n",
+            s.id,
+            s.time,
+            s.files,
+            human_bytes(s.bytes),
+            s.source
+        );
+    }
+    Ok((human, json!({ "snapshots": list })))
+}

@@ -1,0 +1,1 @@
+//! Snapshot engine tests (being written).
