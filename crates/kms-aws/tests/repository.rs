@@ -14,10 +14,10 @@ use encrypt_repo_keys::ProviderRegistry;
 use encrypt_repo_store::{
     CryptoSettings, EncryptedStore, RegistrationRequest, Repository, RepositoryOptions,
 };
-use encrypt_repo_testkit::store::CountingStore;
+use encrypt_repo_testkit::store::{CountingStore, assert_numbered, put_numbered};
+use object_store::ObjectStoreExt;
 use object_store::memory::InMemory;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use support::*;
 
 fn registry() -> ProviderRegistry {
@@ -46,23 +46,6 @@ fn request(crypto: CryptoSettings) -> RegistrationRequest {
     }
 }
 
-fn body(i: usize) -> Vec<u8> {
-    format!("object {i} ").repeat(1 + i % 13).into_bytes()
-}
-
-async fn assert_all_read(store: &dyn ObjectStore, n: usize) {
-    for i in 0..n {
-        let got = store
-            .get(&Path::from(format!("o/{i:04}")))
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap();
-        assert_eq!(got, body(i), "object {i}");
-    }
-}
-
 /// 1,000 objects under 4 data keys move from KMS key A to key B: zero calls on data objects,
 /// every keyring copy names B, every object reads with only B, and with only A nothing does.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -83,28 +66,15 @@ async fn rewrap_from_one_kms_key_to_another_over_1000_objects() {
     .repository;
     let repo = Arc::new(repo);
     let store = EncryptedStore::new(counting.clone(), repo.clone());
-    for i in 0..N {
-        if i % 250 == 0 {
-            repo.rotate_now().await;
-        }
-        store
-            .put(&Path::from(format!("o/{i:04}")), PutPayload::from(body(i)))
-            .await
-            .unwrap();
+    for batch in 0..4 {
+        repo.rotate_now().await;
+        put_numbered(&store, batch * N / 4..(batch + 1) * N / 4).await;
     }
 
     counting.clear();
     let report = repo.rewrap(crypto("b", &b), &registry()).await.unwrap();
     assert_eq!((report.rewrapped, report.shredded), (4, 0));
-    let data_calls: Vec<_> = counting
-        .calls()
-        .into_iter()
-        .filter(|c| {
-            c.location
-                .as_ref()
-                .is_some_and(|l| !l.as_ref().starts_with(encrypt_repo_store::RESERVED_PREFIX))
-        })
-        .collect();
+    let data_calls = counting.calls_outside(encrypt_repo_store::RESERVED_PREFIX);
     assert!(
         data_calls.is_empty(),
         "re-wrap touched data objects: {data_calls:?}"
@@ -128,7 +98,7 @@ async fn rewrap_from_one_kms_key_to_another_over_1000_objects() {
     .unwrap();
     assert_eq!(fresh.provider().unwrap().master_key(), b_arn);
     let fresh = EncryptedStore::new(counting.clone(), Arc::new(fresh));
-    assert_all_read(&fresh, N).await;
+    assert_numbered(&fresh, N).await;
 
     // Only key A: not one object reads.
     let old = Repository::open_with_provider(
@@ -163,13 +133,8 @@ async fn disabled_key_locks_through_the_status_check_and_enabling_unlocks() {
         .unwrap()
         .repository;
     let store = EncryptedStore::new(raw.clone(), Arc::new(repo));
-    for i in 0..5 {
-        store
-            .put(&Path::from(format!("o/{i:04}")), PutPayload::from(body(i)))
-            .await
-            .unwrap();
-    }
-    assert_all_read(&store, 5).await;
+    put_numbered(&store, 0..5).await;
+    assert_numbered(&store, 5).await;
 
     kms.disable_key().key_id(&a).send().await.unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -198,6 +163,6 @@ async fn disabled_key_locks_through_the_status_check_and_enabling_unlocks() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_all_read(&store, 5).await;
+    assert_numbered(&store, 5).await;
     store.put(&Path::from("new"), "x".into()).await.unwrap();
 }

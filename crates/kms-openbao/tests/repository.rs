@@ -14,10 +14,10 @@ use encrypt_repo_kms_openbao::OpenBaoFactory;
 use encrypt_repo_store::{
     CryptoSettings, EncryptedStore, Error, RegistrationRequest, Repository, RepositoryOptions,
 };
-use encrypt_repo_testkit::store::CountingStore;
+use encrypt_repo_testkit::store::{CountingStore, assert_numbered, put_numbered};
+use object_store::ObjectStoreExt;
 use object_store::memory::InMemory;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use support::*;
 
 fn registry() -> ProviderRegistry {
@@ -35,23 +35,6 @@ fn request(crypto: CryptoSettings) -> RegistrationRequest {
         chunk_size: None,
         escrow: Vec::new(),
         path_binding: None,
-    }
-}
-
-fn body(i: usize) -> Vec<u8> {
-    format!("object {i} ").repeat(1 + i % 13).into_bytes()
-}
-
-async fn assert_all_read(store: &dyn ObjectStore, n: usize) {
-    for i in 0..n {
-        let got = store
-            .get(&Path::from(format!("o/{i:04}")))
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap();
-        assert_eq!(got, body(i), "object {i}");
     }
 }
 
@@ -82,14 +65,9 @@ async fn rewrap_from_local_to_openbao_over_1000_objects_touches_no_data_object()
     .repository;
     let repo = Arc::new(repo);
     let store = EncryptedStore::new(counting.clone(), repo.clone());
-    for i in 0..N {
-        if i % 250 == 0 {
-            repo.rotate_now().await;
-        }
-        store
-            .put(&Path::from(format!("o/{i:04}")), PutPayload::from(body(i)))
-            .await
-            .unwrap();
+    for batch in 0..4 {
+        repo.rotate_now().await;
+        put_numbered(&store, batch * N / 4..(batch + 1) * N / 4).await;
     }
     assert_eq!(repo.data_key_ids().await.unwrap().len(), 4);
 
@@ -101,15 +79,7 @@ async fn rewrap_from_local_to_openbao_over_1000_objects_touches_no_data_object()
     };
     let report = repo.rewrap(target, &registry()).await.unwrap();
     assert_eq!((report.rewrapped, report.shredded), (4, 0));
-    let data_calls: Vec<_> = counting
-        .calls()
-        .into_iter()
-        .filter(|c| {
-            c.location
-                .as_ref()
-                .is_some_and(|l| !l.as_ref().starts_with(encrypt_repo_store::RESERVED_PREFIX))
-        })
-        .collect();
+    let data_calls = counting.calls_outside(encrypt_repo_store::RESERVED_PREFIX);
     assert!(
         data_calls.is_empty(),
         "re-wrap touched data objects: {data_calls:?}"
@@ -131,7 +101,7 @@ async fn rewrap_from_local_to_openbao_over_1000_objects_touches_no_data_object()
     .await
     .unwrap();
     let fresh = EncryptedStore::new(counting.clone(), Arc::new(fresh));
-    assert_all_read(&fresh, N).await;
+    assert_numbered(&fresh, N).await;
 
     // Only the old provider: refused at open, and it holds no copy it could unwrap anyway.
     let e = Repository::open(
@@ -184,13 +154,8 @@ async fn withdrawn_access_locks_and_restored_access_unlocks_within_the_interval(
         .unwrap()
         .repository;
     let store = EncryptedStore::new(raw.clone(), Arc::new(repo));
-    for i in 0..5 {
-        store
-            .put(&Path::from(format!("o/{i:04}")), PutPayload::from(body(i)))
-            .await
-            .unwrap();
-    }
-    assert_all_read(&store, 5).await;
+    put_numbered(&store, 0..5).await;
+    assert_numbered(&store, 5).await;
 
     bao.set_policy(
         &policy,
@@ -223,7 +188,7 @@ async fn withdrawn_access_locks_and_restored_access_unlocks_within_the_interval(
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_all_read(&store, 5).await;
+    assert_numbered(&store, 5).await;
     store.put(&Path::from("new"), "x".into()).await.unwrap();
     let _ = std::fs::remove_file(&token_file);
 }

@@ -296,3 +296,65 @@ impl<S: ObjectStore> ObjectStore for CountingStore<S> {
         self.inner.rename_opts(from, to, options).await
     }
 }
+
+impl<S> CountingStore<S> {
+    /// The calls so far on locations outside `reserved` (a repository's own records live under
+    /// `.encrypt-repo/`): the data objects an operation touched.
+    pub fn calls_outside(&self, reserved: &str) -> Vec<Call> {
+        self.log
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .filter(|c| {
+                c.location
+                    .as_ref()
+                    .is_some_and(|l| !l.as_ref().starts_with(reserved))
+            })
+            .cloned()
+            .collect()
+    }
+}
+
+/// Object `i` of a numbered test set: `o/0000`, `o/0001`, …
+pub fn numbered_path(i: usize) -> Path {
+    Path::from(format!("o/{i:04}"))
+}
+
+/// The body of numbered object `i`: distinct per object, of varying length.
+pub fn numbered_body(i: usize) -> Vec<u8> {
+    format!("object {i} ").repeat(1 + i % 13).into_bytes()
+}
+
+/// Writes numbered objects `range` into `store`.
+///
+/// # Panics
+/// If a put fails.
+pub async fn put_numbered(store: &dyn ObjectStore, range: Range<usize>) {
+    for i in range {
+        store
+            .put_opts(
+                &numbered_path(i),
+                PutPayload::from(numbered_body(i)),
+                PutOptions::default(),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("put {}: {e}", numbered_path(i)));
+    }
+}
+
+/// Reads numbered objects `0..n` back from `store` and checks every byte.
+///
+/// # Panics
+/// If a get fails or returns other bytes.
+pub async fn assert_numbered(store: &dyn ObjectStore, n: usize) {
+    for i in 0..n {
+        let got = store
+            .get_opts(&numbered_path(i), GetOptions::default())
+            .await
+            .unwrap_or_else(|e| panic!("get {}: {e}", numbered_path(i)))
+            .bytes()
+            .await
+            .unwrap_or_else(|e| panic!("read {}: {e}", numbered_path(i)));
+        assert_eq!(got, numbered_body(i), "object {i}");
+    }
+}
