@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use clap::{CommandFactory as _, Parser as _};
 
 use app::args::{Cli, Command};
-use app::exit::{Exit, classify};
+use app::exit::{Exit, classify, render, summary_printed};
 use app::output::Output;
 
 fn main() -> ExitCode {
@@ -18,12 +18,22 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => {
             // --help and --version are "errors" that exit 0; usage errors exit 2.
+            if !e.use_stderr() {
+                let _ = e.print();
+                return Exit::Success.code();
+            }
+            if json_requested() {
+                let msg = e.kind().to_string();
+                let detail = e.render().to_string();
+                let first = detail.lines().next().unwrap_or(&msg);
+                println!(
+                    "{}",
+                    serde_json::json!({"error": first.trim_start_matches("error: "),
+                                       "exit_code": Exit::Usage as u8})
+                );
+            }
             let _ = e.print();
-            return if e.use_stderr() {
-                Exit::Usage.code()
-            } else {
-                Exit::Success.code()
-            };
+            return Exit::Usage.code();
         }
     };
     let out = Output {
@@ -41,27 +51,43 @@ fn main() -> ExitCode {
             return Exit::Other.code();
         }
     };
+    let started = std::time::Instant::now();
     match runtime.block_on(run(&cli, &out)) {
         Ok((human, json)) => {
             out.done(&human, json);
+            out.note(&format!("encrypt-repo: done in {:.1?}", started.elapsed()));
             Exit::Success.code()
         }
         Err(e) => {
             let exit = classify(&e);
+            let message = render(&e);
             if out.json {
-                // Partial failures already printed their summary object.
-                if exit != Exit::Partial {
+                // Partial failures and `keys status` already printed their summary object.
+                if !summary_printed(&e) {
                     println!(
                         "{}",
-                        serde_json::json!({"error": format!("{e:#}"), "exit_code": exit as u8})
+                        serde_json::json!({"error": message, "exit_code": exit as u8})
                     );
                 }
             } else {
-                eprintln!("encrypt-repo: {e:#}");
+                eprintln!("encrypt-repo: {message}");
+                // -v: every error of the chain on a line of its own, as the libraries said it.
+                for cause in e.chain() {
+                    out.note(&format!("  caused by: {cause}"));
+                }
             }
             exit.code()
         }
     }
+}
+
+/// `--json` (or `ENCRYPT_REPO_JSON`) on a command line clap could not parse: its usage error
+/// is printed as JSON too, so scripts always get one object.
+fn json_requested() -> bool {
+    let flag = std::env::args_os().skip(1).any(|a| a == "--json");
+    let env = std::env::var("ENCRYPT_REPO_JSON")
+        .is_ok_and(|v| !matches!(v.trim(), "" | "0" | "false" | "no" | "off"));
+    flag || env
 }
 
 async fn run(cli: &Cli, out: &Output) -> anyhow::Result<(String, serde_json::Value)> {

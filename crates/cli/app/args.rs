@@ -173,7 +173,13 @@ pub(crate) struct Get {
     /// for standard output. Without it, standard output, unless that is a terminal.
     pub(crate) file: Option<PathBuf>,
     /// Inclusive byte range START-END, START- (to the end) or -N (the last N bytes), as curl -r.
-    #[arg(long, short = 'r', value_name = "START-END")]
+    // -N (a suffix) starts with a hyphen but is a value, not a flag.
+    #[arg(
+        long,
+        short = 'r',
+        value_name = "START-END",
+        allow_hyphen_values = true
+    )]
     pub(crate) range: Option<String>,
 }
 

@@ -19,7 +19,7 @@ use object_store::{
 use serde_json::{Value, json};
 
 use crate::app::args;
-use crate::app::exit::{Partial, Usage};
+use crate::app::exit::{KeyUnavailable, Partial, Usage, render};
 use crate::app::open::{self, NotFound};
 use crate::app::output::{Output, human_bytes};
 
@@ -30,8 +30,19 @@ const PARTS_IN_FLIGHT: usize = 4;
 
 type Done = (String, Value);
 
+/// The repository's own records live under this prefix; no command reads or writes it as an
+/// object.
+const RESERVED: &str = ".encrypt-repo";
+
 fn object_path(name: &str) -> Result<ObjectPath> {
-    ObjectPath::parse(name).map_err(|e| Usage(format!("invalid object name {name:?}: {e}")).into())
+    let path =
+        ObjectPath::parse(name).map_err(|e| Usage(format!("invalid object name {name:?}: {e}")))?;
+    if path.parts().next().is_some_and(|p| p.as_ref() == RESERVED) {
+        bail!(Usage(format!(
+            "{name:?} is inside the reserved prefix {RESERVED}/ (the repository's own records)"
+        )));
+    }
+    Ok(path)
 }
 
 fn settings(pairs: &[(String, String)]) -> Settings {
@@ -131,7 +142,7 @@ pub(crate) async fn info(a: &args::Repo, g: &args::Global) -> Result<Done> {
     let status = repo.check_key_status().await;
     let status_json = match &status {
         Ok(s) => serde_json::to_value(s)?,
-        Err(e) => json!({"state": "unknown", "error": format!("{e:#}")}),
+        Err(e) => json!({"state": "unknown", "error": e.to_string()}),
     };
     let mut human = format!(
         "repository {}\n  type: {}\n  encrypted: {}\n  chunk size: {}\n  path binding: {}\n",
@@ -430,7 +441,7 @@ pub(crate) async fn verify(a: &args::Verify, g: &args::Global, out: &Output) -> 
                 .await;
                 match r {
                     Ok(n) => (name, n, None),
-                    Err(e) => (name, 0, Some(format!("{e:#}"))),
+                    Err(e) => (name, 0, Some(render(&e))),
                 }
             }
         })
@@ -492,10 +503,16 @@ pub(crate) async fn keys(k: &args::Keys, g: &args::Global, out: &Output) -> Resu
                     }
                 );
             }
-            Ok((
-                human,
-                json!({"status": status, "locked": repo.lock_reason(), "data_keys": keys}),
-            ))
+            let json = json!({"status": status, "locked": repo.lock_reason(), "data_keys": keys});
+            if !status.is_usable() {
+                // A monitoring job must see it in the exit code too.
+                out.done(&human, json);
+                bail!(KeyUnavailable(format!(
+                    "the key is not usable: {}",
+                    repo.lock_reason().unwrap_or_else(|| format!("{status:?}"))
+                )));
+            }
+            Ok((human, json))
         }
         args::Keys::Rotate(a) => {
             // A new data key is made by the next write of any process; record one now so the

@@ -37,6 +37,12 @@ impl Exit {
 #[error("{0}")]
 pub(crate) struct Usage(pub(crate) String);
 
+/// The key is unusable or the repository locked, found by a command that still printed its
+/// summary (`keys status`): exit 5.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct KeyUnavailable(pub(crate) String);
+
 /// Some items failed; the summary was printed (exit 6).
 #[derive(Debug, thiserror::Error)]
 #[error("{failed} of {total} {what} failed")]
@@ -83,7 +89,11 @@ fn store_error(e: &StoreError) -> Exit {
         StoreError::MissingDataKey { .. } => Exit::Auth,
         StoreError::DataKeyShredded { .. } | StoreError::Locked { .. } => Exit::KeyUnavailable,
         StoreError::NotRegistered(_) | StoreError::UnknownDataKey(_) => Exit::NotFound,
-        StoreError::Range { .. } | StoreError::Setting { .. } => Exit::Usage,
+        // The command line asks for what the repository cannot be or hold.
+        StoreError::Range { .. }
+        | StoreError::Setting { .. }
+        | StoreError::RegistrationConflict { .. }
+        | StoreError::Reserved(_) => Exit::Usage,
         StoreError::Keys(k) => keys_error(k),
         StoreError::Store(s) => object_store_error(s),
         _ => Exit::Other,
@@ -97,6 +107,36 @@ fn object_store_error(e: &object_store::Error) -> Exit {
     }
 }
 
+/// Whether the summary object was already printed for this error (`--json` prints no second
+/// object then).
+pub(crate) fn summary_printed(e: &anyhow::Error) -> bool {
+    e.chain()
+        .any(|c| c.is::<Partial>() || c.is::<KeyUnavailable>())
+}
+
+/// The error chain on one line, like `{:#}`, without the repetition of library errors whose
+/// message already includes their source's ("object x: authentication failed: authentication
+/// failed").
+pub(crate) fn render(e: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in e.chain() {
+        let msg = cause.to_string();
+        // object_store wraps our store's errors as "Generic EncryptedStore error: …".
+        let msg = match msg
+            .strip_prefix("Generic ")
+            .and_then(|m| m.split_once(" error: "))
+        {
+            Some((_store, rest)) => rest.to_owned(),
+            None => msg,
+        };
+        if msg.is_empty() || parts.last().is_some_and(|prev| prev.contains(&msg)) {
+            continue;
+        }
+        parts.push(msg);
+    }
+    parts.join(": ")
+}
+
 /// The exit code for `e`: the first error in its chain that says something specific.
 pub(crate) fn classify(e: &anyhow::Error) -> Exit {
     for cause in e.chain() {
@@ -104,6 +144,8 @@ pub(crate) fn classify(e: &anyhow::Error) -> Exit {
             Exit::Usage
         } else if cause.is::<Partial>() {
             Exit::Partial
+        } else if cause.is::<KeyUnavailable>() {
+            Exit::KeyUnavailable
         } else if cause.is::<crate::app::open::NotFound>() {
             Exit::NotFound
         } else if let Some(s) = cause.downcast_ref::<StoreError>() {

@@ -11,6 +11,8 @@ use object_store::local::LocalFileSystem;
 use object_store::prefix::PrefixStore;
 use url::Url;
 
+use crate::app::exit::{Exit, Usage, classify};
+
 /// The backend an encrypted store wraps.
 pub(crate) type Backend = Arc<dyn ObjectStore>;
 /// The store commands read and write through.
@@ -25,6 +27,25 @@ pub(crate) struct Location {
     pub(crate) store_type: &'static str,
     /// The registration's storage settings (bucket/container and prefix, or the directory).
     pub(crate) settings: BTreeMap<String, String>,
+}
+
+/// A cloud store from the environment, the URL and the `--store-option`s.
+macro_rules! cloud_store {
+    ($builder:ty, $url:expr, $options:expr) => {{
+        let mut builder = <$builder>::from_env().with_url($url.as_str());
+        for (k, v) in $options {
+            let key = k.to_ascii_lowercase().parse().map_err(|_| {
+                Usage(format!(
+                    "--store-option {k}: not an option of this store type"
+                ))
+            })?;
+            builder = builder.with_config(key, v);
+        }
+        let store = builder
+            .build()
+            .with_context(|| format!("repository URL {}", $url))?;
+        Box::new(store) as Box<dyn ObjectStore>
+    }};
 }
 
 /// Parses a path or URL. A plain path (or `file://`) is a local directory, created when
@@ -67,7 +88,7 @@ pub(crate) fn locate(repo: &str, options: &[(String, String)], create: bool) -> 
             settings: BTreeMap::from([("location".into(), dir.display().to_string())]),
         });
     }
-    let (scheme, _) = object_store::ObjectStoreScheme::parse(&url)
+    let (scheme, prefix) = object_store::ObjectStoreScheme::parse(&url)
         .with_context(|| format!("repository URL {url}"))?;
     let store_type = match scheme {
         object_store::ObjectStoreScheme::AmazonS3 => "s3",
@@ -77,8 +98,25 @@ pub(crate) fn locate(repo: &str, options: &[(String, String)], create: bool) -> 
         object_store::ObjectStoreScheme::Memory => "memory",
         _ => "other",
     };
-    let (store, prefix) = object_store::parse_url_opts(&url, options.iter().cloned())
-        .with_context(|| format!("repository URL {url}"))?;
+    // The cloud builders start from the environment (AWS_*, AZURE_*, GOOGLE_*), so credentials
+    // never have to be command-line arguments; `--store-option` values come on top, and a key
+    // object_store does not know is an error rather than silently ignored.
+    let store: Box<dyn ObjectStore> = match scheme {
+        object_store::ObjectStoreScheme::AmazonS3 => {
+            cloud_store!(object_store::aws::AmazonS3Builder, url, options)
+        }
+        object_store::ObjectStoreScheme::MicrosoftAzure => {
+            cloud_store!(object_store::azure::MicrosoftAzureBuilder, url, options)
+        }
+        object_store::ObjectStoreScheme::GoogleCloudStorage => {
+            cloud_store!(object_store::gcp::GoogleCloudStorageBuilder, url, options)
+        }
+        _ => {
+            object_store::parse_url_opts(&url, options.iter().cloned())
+                .with_context(|| format!("repository URL {url}"))?
+                .0
+        }
+    };
     let backend: Backend = if prefix.as_ref().is_empty() {
         Arc::from(store)
     } else {
@@ -119,6 +157,15 @@ pub(crate) async fn open(
         RepositoryOptions::default(),
     )
     .await
+    .map_err(|e| {
+        let e = anyhow::Error::new(e);
+        // At open, an authentication failure means the key given is not the registered one.
+        if classify(&e) == Exit::Auth {
+            e.context("the key does not match the one this repository was registered with")
+        } else {
+            e
+        }
+    })
     .with_context(|| format!("opening repository {repo}"))?;
     Ok((location, Arc::new(repository)))
 }

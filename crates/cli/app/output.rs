@@ -30,9 +30,9 @@ impl Output {
         }
     }
 
-    /// Prints a note on stderr (not with `-q` or `--json`).
+    /// Prints a note on stderr with `-v` (never with `-q` or `--json`).
     pub(crate) fn note(&self, msg: &str) {
-        if !self.quiet && !self.json {
+        if self.verbose > 0 && !self.quiet && !self.json {
             eprintln!("{msg}");
         }
     }
