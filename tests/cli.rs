@@ -497,6 +497,12 @@ fn json_output_of_every_command_parses_and_quiet_prints_nothing() {
     let src = env.file("src", b"json please");
     let dst = env.path("dst");
     let (s, d) = (src.to_str().unwrap(), dst.to_str().unwrap());
+    let tree = env.path("tree");
+    std::fs::create_dir_all(tree.join("sub")).unwrap();
+    std::fs::write(tree.join("sub/file"), b"in a tree").unwrap();
+    let tree_dir = tree.to_str().unwrap();
+    let restored = env.path("restored");
+    let restore_dir = restored.to_str().unwrap();
     let commands: Vec<Vec<&str>> = vec![
         vec!["info"],
         vec!["put", "o", s],
@@ -508,6 +514,9 @@ fn json_output_of_every_command_parses_and_quiet_prints_nothing() {
         vec!["rm", "p"],
         vec!["keys", "status"],
         vec!["keys", "rotate"],
+        vec!["backup", tree_dir],
+        vec!["snapshots"],
+        vec!["restore", restore_dir],
     ];
     for c in &commands {
         let (cmd, rest) = split_command(c);
@@ -555,7 +564,12 @@ fn json_output_of_every_command_parses_and_quiet_prints_nothing() {
 }
 
 fn split_command<'a>(c: &[&'a str]) -> (Vec<&'a str>, Vec<&'a str>) {
-    let n = if c[0] == "keys" { 2 } else { 1 };
+    // `keys` has subcommands; `backup` takes its directory before the repository.
+    let n = if matches!(c[0], "keys" | "backup") {
+        2
+    } else {
+        1
+    };
     (c[..n].to_vec(), c[n..].to_vec())
 }
 

@@ -1,7 +1,7 @@
 //! `backup` → `restore` through the binary: a tree with everything a backup job meets, over a
 //! local directory, S3 (moto) and Azure (azurite), with the `local`, `aws-kms` and `openbao`
-//! providers (each backend and each provider at least once, not the cross product), and a backup
-//! killed part-way and re-run.
+//! providers (each backend and each provider at least once, not the cross product; the tree holds
+//! a 200 MiB file on all three backends), and a backup killed part-way and re-run.
 
 use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
@@ -288,7 +288,7 @@ fn backup_restore_local_directory_local_key_with_a_200_mib_file() {
 }
 
 #[test]
-fn backup_restore_s3_on_moto_with_aws_kms() {
+fn backup_restore_s3_on_moto_with_aws_kms_and_a_200_mib_file() {
     let env = Env::new();
     let backend = services::s3();
     let (key_settings, kms_env) = services::kms_key();
@@ -298,11 +298,11 @@ fn backup_restore_s3_on_moto_with_aws_kms() {
         key_settings,
         env: kms_env,
     };
-    round_trip(&env, &target, 24 << 20);
+    round_trip(&env, &target, 200 << 20);
 }
 
 #[test]
-fn backup_restore_azure_on_azurite_with_openbao() {
+fn backup_restore_azure_on_azurite_with_openbao_and_a_200_mib_file() {
     let env = Env::new();
     let bao = services::bao();
     let (_key, _policy, key_settings) = bao.key_with_token(env.tmp.path());
@@ -312,7 +312,7 @@ fn backup_restore_azure_on_azurite_with_openbao() {
         key_settings,
         env: Vec::new(),
     };
-    round_trip(&env, &target, 24 << 20);
+    round_trip(&env, &target, 200 << 20);
 }
 
 #[test]
@@ -441,4 +441,58 @@ fn restore_after_a_stored_file_is_tampered_exits_6_and_restores_the_rest() {
             );
         }
     }
+}
+
+#[test]
+fn dry_run_writes_nothing_and_missing_things_exit_3() {
+    let env = Env::new();
+    let target = local_target(&env);
+    target.init();
+    let src = env.path("src");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join("f"), b"dry").unwrap();
+    let repo = PathBuf::from(env.repo());
+    let out = target
+        .cmd(&[
+            "backup",
+            src.to_str().unwrap(),
+            &env.repo(),
+            "--dry-run",
+            "--json",
+        ])
+        .run();
+    let report = out.ok().json();
+    assert_eq!(report["files"], 1, "{report}");
+    let stored = stored_objects(&repo);
+    assert_eq!(stored, 0, "--dry-run stored {stored} objects");
+
+    let missing = env.path("no-such-dir");
+    target
+        .cmd(&["backup", missing.to_str().unwrap(), &env.repo()])
+        .run()
+        .code(3)
+        .clean_error();
+    // Nothing backed up yet: no snapshot to restore.
+    let dst = env.path("restored");
+    target
+        .cmd(&["restore", &env.repo(), dst.to_str().unwrap()])
+        .run()
+        .code(3)
+        .clean_error();
+    target.backup(&src);
+    let out = target
+        .cmd(&[
+            "restore",
+            &env.repo(),
+            dst.to_str().unwrap(),
+            "--snapshot",
+            "20000101T000000Z-deadbeef",
+        ])
+        .run();
+    out.code(3).clean_error();
+    assert!(
+        out.stderr.contains("20000101T000000Z-deadbeef"),
+        "{}",
+        out.stderr
+    );
 }
