@@ -156,6 +156,43 @@ fn put_and_get_round_trip_through_files_stdin_and_stdout() {
         .clean_error();
 }
 
+/// `get` to a terminal: refused without `-`, written with it. The terminal is a pty from
+/// util-linux `script`, which returns the child's exit code with `-e`.
+#[test]
+fn get_refuses_to_write_to_a_terminal_unless_given_dash() {
+    let env = Env::new();
+    env.init(&[]);
+    env.put("o", b"terminal bytes");
+    let in_pty = |extra: &str| {
+        let line = format!(
+            "{} get {} o {extra} --key-setting {}",
+            support::BIN,
+            env.repo(),
+            env.key_arg()
+        );
+        std::process::Command::new("script")
+            .args(["-qec", &line, "/dev/null"])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("running script(1) from util-linux")
+    };
+    let refused = in_pty("");
+    let text = String::from_utf8_lossy(&refused.stdout);
+    assert_eq!(refused.status.code(), Some(2), "{text}");
+    assert!(
+        text.contains("refusing to write") && !text.contains("terminal bytes"),
+        "{text}"
+    );
+    let written = in_pty("-");
+    let text = String::from_utf8_lossy(&written.stdout);
+    assert_eq!(written.status.code(), Some(0), "{text}");
+    assert!(text.contains("terminal bytes"), "{text}");
+    assert!(
+        !text.contains("ETA"),
+        "a progress bar was drawn over the object: {text:?}"
+    );
+}
+
 #[test]
 fn ls_shows_plaintext_sizes_and_hides_the_reserved_prefix_rm_deletes_cp_reencrypts() {
     let env = Env::new();

@@ -310,7 +310,16 @@ pub(crate) async fn get(a: &args::Get, g: &args::Global, out: &Output) -> Result
         .await
         .with_context(|| format!("reading object {}", a.object))?;
     let total = result.range.end - result.range.start;
-    let progress = out.progress(Some(total), &a.object);
+    // `get … -` to a terminal: a bar on the same screen would garble the object's bytes.
+    let progress = if to_stdout && std::io::stdout().is_terminal() {
+        Output {
+            quiet: true,
+            ..*out
+        }
+        .progress(Some(total), &a.object)
+    } else {
+        out.progress(Some(total), &a.object)
+    };
     let mut stream = result.into_stream();
     let mut written = 0u64;
     if to_stdout {
