@@ -465,6 +465,14 @@ async fn round_trip_with_a_200_mib_file_on_local_disk() {
     eprintln!("restore: {secs:.2} s, {:.0} MiB/s of file data", big / secs);
     assert!(rr.failed.is_empty(), "{:?}", rr.failed);
     assert_same_tree(&want, &tree(dst.path()));
+    // The whole test process (other tests may run beside it): far below the file's size.
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    if let Some(line) = status.lines().find(|l| l.starts_with("VmHWM:")) {
+        eprintln!(
+            "peak resident set of the test process: {}",
+            line[6..].trim()
+        );
+    }
 }
 
 // ------------------------------------------------------------------------------------------
@@ -686,6 +694,90 @@ async fn interrupted_backup_uploads_only_the_rest_when_run_again() {
     let rr = restore(&store, dst.path(), None).await;
     assert!(rr.failed.is_empty(), "{:?}", rr.failed);
     assert_same_tree(&tree(src.path()), &tree(dst.path()));
+}
+
+/// Appends to `grow` as soon as its first MiB has been read, and deletes `vanish` just before
+/// its task starts.
+struct Saboteur {
+    grow: std::path::PathBuf,
+    grow_name: &'static str,
+    /// Bytes reported when `grow`'s task started (`usize::MAX`: not yet).
+    armed_at: AtomicUsize,
+    vanish: std::path::PathBuf,
+    vanish_name: &'static str,
+    done: AtomicUsize,
+    grown: std::sync::atomic::AtomicBool,
+}
+
+impl Progress for Saboteur {
+    fn add_total(&self, _bytes: u64) {}
+    fn advance(&self, bytes: u64) {
+        let done = self.done.fetch_add(bytes as usize, Ordering::SeqCst) + bytes as usize;
+        // Other files here are a few bytes, so 1 MiB since `grow` started is `grow` itself.
+        let armed_at = self.armed_at.load(Ordering::SeqCst);
+        if armed_at != usize::MAX
+            && done - armed_at >= 1 << 20
+            && !self.grown.swap(true, Ordering::SeqCst)
+        {
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .open(&self.grow)
+                .unwrap();
+            f.write_all(b"more").unwrap();
+        }
+    }
+    fn note(&self, msg: &str) {
+        if msg == self.grow_name {
+            self.armed_at
+                .store(self.done.load(Ordering::SeqCst), Ordering::SeqCst);
+        }
+        if msg == self.vanish_name {
+            std::fs::remove_file(&self.vanish).unwrap();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_that_change_or_vanish_fail_alone() {
+    let r = repo(Backend::Memory).await;
+    let src = TempDir::new().unwrap();
+    write(src.path(), b"growing.bin", &pattern(7, 16 << 20), 0o644);
+    write(src.path(), b"vanishing.txt", b"gone soon", 0o644);
+    write(src.path(), b"steady.txt", b"steady", 0o644);
+    let saboteur = Saboteur {
+        grow: src.path().join("growing.bin"),
+        grow_name: "growing.bin",
+        armed_at: AtomicUsize::new(usize::MAX),
+        vanish: src.path().join("vanishing.txt"),
+        vanish_name: "vanishing.txt",
+        done: AtomicUsize::new(0),
+        grown: Default::default(),
+    };
+    let one_at_a_time = BackupOptions {
+        concurrency: 1,
+        ..backup_opts()
+    };
+    let report = snapshot::backup(r.store.clone(), src.path(), &one_at_a_time, &saboteur)
+        .await
+        .unwrap();
+    let failed: Vec<_> = report.failed.iter().map(|f| f.path.as_str()).collect();
+    assert_eq!(
+        failed,
+        ["growing.bin", "vanishing.txt"],
+        "{:?}",
+        report.failed
+    );
+    assert!(report.failed[0].error.contains("changed while being read"));
+    assert_eq!(report.files, 1);
+    // Nothing of the changed file was stored: only steady.txt's content.
+    assert_eq!(raw_names(&r.raw, Some("backup/data")).await.len(), 1);
+    let paths: Vec<_> = latest_manifest(&r.store).await["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["path"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(paths, ["steady.txt"]);
 }
 
 // ------------------------------------------------------------------------------------------
