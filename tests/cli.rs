@@ -421,6 +421,13 @@ fn a_wrong_key_file_exits_4_saying_the_key_does_not_match() {
         assert!(out.stderr.contains("other.key"), "{}", out.stderr);
         assert_eq!(out.stderr.trim_end().lines().count(), 1, "{}", out.stderr);
     }
+    // A key file that is not there: the key is unavailable (5), and the message names the file.
+    let gone = env.path("gone.key");
+    let out = er(["get", &env.repo(), "o", "-", "--key-setting"])
+        .arg(support::key_file_arg(&gone))
+        .run();
+    out.code(5).clean_error();
+    assert!(out.stderr.contains("gone.key"), "{}", out.stderr);
     // The right key still reads.
     assert_eq!(env.get("o"), b"secret");
 }
@@ -531,6 +538,22 @@ fn json_output_of_every_command_parses_and_quiet_prints_nothing() {
     let j = j.ok().json();
     assert_eq!(j["newly_registered"], true, "{j}");
     assert_eq!(j["created_key_material"], true, "{j}");
+    // The key warning is in the object and still on stderr, for the job's log.
+    assert!(j["warning"].as_str().unwrap().contains("BACK IT UP"), "{j}");
+    let j = er([
+        "init",
+        env.path("r-q").to_str().unwrap(),
+        "--key-provider",
+        "local",
+        "-q",
+    ])
+    .args(["--key-setting"])
+    .arg(support::key_file_arg(&env.path("q.key")))
+    .run();
+    assert!(
+        j.ok().stdout.is_empty() && j.stderr.contains("BACK IT UP"),
+        "{j:?}"
+    );
     let src = env.file("src", b"json please");
     let dst = env.path("dst");
     let (s, d) = (src.to_str().unwrap(), dst.to_str().unwrap());

@@ -103,16 +103,19 @@ pub(crate) async fn init(a: &args::Init, g: &args::Global, out: &Output) -> Resu
     .await
     .with_context(|| format!("registering repository {}", a.repo.repo))?;
     let repo = &registered.repository;
-    if registered.created_key_material {
+    let warning = registered.created_key_material.then(|| {
         let file = g
             .key_settings
             .iter()
             .find(|(k, _)| k == "key_file")
             .map_or_else(|| "the key".to_owned(), |(_, v)| v.clone());
-        out.warn(&format!(
+        format!(
             "created a new master key in {file}: BACK IT UP NOW. Without it nothing in this \
              repository can ever be decrypted."
-        ));
+        )
+    });
+    if let Some(w) = &warning {
+        out.warn(w);
     }
     let id = repo.id().to_hex();
     let human = if registered.newly_registered {
@@ -126,6 +129,7 @@ pub(crate) async fn init(a: &args::Init, g: &args::Global, out: &Output) -> Resu
             "repository_id": id,
             "newly_registered": registered.newly_registered,
             "created_key_material": registered.created_key_material,
+            "warning": warning,
             "encrypted": repo.is_encrypted(),
         }),
     ))

@@ -19,8 +19,8 @@ pub(crate) enum Exit {
     NotFound = 3,
     /// 4: authentication failed: a tampered or truncated object, a wrong key.
     Auth = 4,
-    /// 5: the key is unavailable (disabled, revoked, denied, shredded) or the repository is
-    /// locked.
+    /// 5: the key is unavailable (disabled, revoked, denied, shredded, a missing key file) or
+    /// the repository is locked.
     KeyUnavailable = 5,
     /// 6: partial failure: some files or objects failed in backup, restore or verify.
     Partial = 6,
@@ -77,6 +77,15 @@ fn keys_error(e: &KeysError) -> Exit {
         | KeysError::WrongMasterKey { .. }
         | KeysError::ForeignWrappedKey { .. } => Exit::Auth,
         KeysError::UnknownProvider { .. } | KeysError::Setting { .. } => Exit::Usage,
+        // A key file (or passphrase file) that is missing or unreadable: the key is unavailable.
+        KeysError::Io { source, .. }
+            if matches!(
+                source.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied
+            ) =>
+        {
+            Exit::KeyUnavailable
+        }
         KeysError::Format(f) => format_error(f),
         _ => Exit::Other,
     }

@@ -37,11 +37,10 @@ impl Output {
         }
     }
 
-    /// Prints a warning on stderr, even with `-q` (never with `--json`: it goes in the object).
+    /// Prints a warning on stderr, even with `-q` or `--json`: warnings are what a job's log
+    /// must keep (stdout still carries only the result).
     pub(crate) fn warn(&self, msg: &str) {
-        if !self.json {
-            eprintln!("encrypt-repo: {msg}");
-        }
+        eprintln!("encrypt-repo: {msg}");
     }
 
     /// A byte progress bar, hidden unless stderr is a terminal and the output is for people.
