@@ -100,6 +100,18 @@ fn flags_come_from_environment_variables_too() {
         .run();
     let j = j.ok().json();
     assert_eq!(j["registration"]["chunk_size"], 65536, "{j}");
+    let v = er(["info"])
+        .env("ENCRYPT_REPO_REPOSITORY", env.repo())
+        .env("ENCRYPT_REPO_KEY_SETTING", env.key_arg())
+        .env("ENCRYPT_REPO_VERBOSE", "1")
+        .run();
+    assert!(v.ok().stderr.contains("done in"), "{}", v.stderr);
+    let q = er(["info"])
+        .env("ENCRYPT_REPO_REPOSITORY", env.repo())
+        .env("ENCRYPT_REPO_KEY_SETTING", env.key_arg())
+        .env("ENCRYPT_REPO_QUIET", "true")
+        .run();
+    assert!(q.ok().stdout.is_empty(), "{}", q.text());
 }
 
 // ---------------------------------------------------------------------------------------------

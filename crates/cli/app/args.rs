@@ -58,7 +58,13 @@ pub(crate) struct Global {
     #[arg(short, long, global = true, env = "ENCRYPT_REPO_QUIET")]
     pub(crate) quiet: bool,
     /// More detail on stderr (repeat for more).
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    #[arg(
+        short,
+        long,
+        global = true,
+        action = clap::ArgAction::Count,
+        env = "ENCRYPT_REPO_VERBOSE"
+    )]
     pub(crate) verbose: u8,
 }
 
