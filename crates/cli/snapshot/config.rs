@@ -5,6 +5,7 @@ use std::sync::Arc;
 use aws_lc_rs::hmac;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use serde::{Deserialize, Serialize};
+use zeroize::{Zeroize as _, Zeroizing};
 
 use super::{Error, Layout, Result, hex, unhex};
 
@@ -32,12 +33,10 @@ impl ContentKey {
 
     /// A fresh random key (dry runs of a prefix that has none yet use one without storing it).
     pub(crate) fn random() -> Result<Self> {
-        let mut bytes = [0u8; 32];
-        aws_lc_rs::rand::fill(&mut bytes)
+        let mut bytes = Zeroizing::new([0u8; 32]);
+        aws_lc_rs::rand::fill(bytes.as_mut())
             .map_err(|_| Error::Internal("the system random generator failed".into()))?;
-        let key = Self::from_bytes(&bytes);
-        bytes.fill(0);
-        Ok(key)
+        Ok(Self::from_bytes(bytes.as_ref()))
     }
 
     /// A streaming hasher for one content.
@@ -56,8 +55,9 @@ struct ConfigFile {
 impl ConfigFile {
     fn parse(layout: &Layout, bytes: &[u8]) -> Result<ContentKey> {
         let path = layout.config();
-        let file: Self = serde_json::from_slice(bytes)
+        let mut file: Self = serde_json::from_slice(bytes)
             .map_err(|e| Error::corrupt(&path, format!("not a snapshot config: {e}")))?;
+        let hex_key = Zeroizing::new(std::mem::take(&mut file.content_key));
         if file.version != VERSION {
             return Err(Error::corrupt(
                 &path,
@@ -67,12 +67,8 @@ impl ConfigFile {
                 ),
             ));
         }
-        match unhex(&file.content_key) {
-            Some(mut key) if key.len() == 32 => {
-                let k = ContentKey::from_bytes(&key);
-                key.fill(0);
-                Ok(k)
-            }
+        match unhex(&hex_key).map(Zeroizing::new) {
+            Some(key) if key.len() == 32 => Ok(ContentKey::from_bytes(&key)),
             _ => Err(Error::corrupt(&path, "content_key is not 64 hex digits")),
         }
     }
@@ -105,17 +101,19 @@ pub(crate) async fn load_or_create(
         return Ok(key);
     }
     let path = layout.config();
-    let mut bytes = [0u8; 32];
-    aws_lc_rs::rand::fill(&mut bytes)
+    let mut bytes = Zeroizing::new([0u8; 32]);
+    aws_lc_rs::rand::fill(bytes.as_mut())
         .map_err(|_| Error::Internal("the system random generator failed".into()))?;
-    let key = ContentKey::from_bytes(&bytes);
-    let file = ConfigFile {
+    let key = ContentKey::from_bytes(bytes.as_ref());
+    let mut file = ConfigFile {
         version: VERSION,
-        content_key: hex(&bytes),
+        content_key: hex(bytes.as_ref()),
     };
-    bytes.fill(0);
     let json = serde_json::to_vec_pretty(&file)
-        .map_err(|e| Error::Internal(format!("serializing the config: {e}")))?;
+        .map_err(|e| Error::Internal(format!("serializing the config: {e}")));
+    file.content_key.zeroize();
+    // The serialized copy goes to the store, which seals it and drops it (not zeroized there).
+    let json = json?;
     let opts = PutOptions {
         mode: PutMode::Create,
         ..Default::default()
