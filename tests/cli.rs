@@ -807,3 +807,44 @@ fn objects_round_trip_over_azure_on_azurite_with_openbao() {
     let (_key, _policy, key_settings) = bao.key_with_token(env.tmp.path());
     objects_round_trip(&services::azure(), "openbao", &key_settings);
 }
+
+/// The README's quick start: `backup DIR REPO --init --key-setting key_file=…` registers a new
+/// local repository with a new key (warning to back it up), a second run is a no-op
+/// registration that uploads nothing, and `restore` gives the tree back.
+#[test]
+fn quick_start_backup_with_init_then_restore() {
+    let env = Env::new();
+    let docs = env.path("docs");
+    std::fs::create_dir_all(docs.join("sub")).unwrap();
+    std::fs::write(docs.join("a.txt"), b"hello").unwrap();
+    std::fs::write(docs.join("sub/b.txt"), data(3, 200_000)).unwrap();
+    let backup = || {
+        er(["backup"])
+            .arg(&docs)
+            .arg(env.repo())
+            .args(["--init", "--json", "--key-setting", &env.key_arg()])
+            .run()
+    };
+    let first = backup();
+    first.ok();
+    assert!(first.stderr.contains("BACK IT UP"), "{}", first.stderr);
+    assert_eq!(first.json()["uploaded_files"], 2);
+    let second = backup();
+    second.ok();
+    assert!(!second.stderr.contains("BACK IT UP"), "{}", second.stderr);
+    assert_eq!(second.json()["uploaded_files"], 0);
+    let restored = env.path("restored");
+    er(["restore"])
+        .arg(env.repo())
+        .arg(&restored)
+        .args(["--key-setting", &env.key_arg()])
+        .run()
+        .ok();
+    for f in ["a.txt", "sub/b.txt"] {
+        assert_eq!(
+            std::fs::read(docs.join(f)).unwrap(),
+            std::fs::read(restored.join(f)).unwrap(),
+            "{f}"
+        );
+    }
+}

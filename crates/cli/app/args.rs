@@ -235,6 +235,14 @@ pub(crate) struct Backup {
     /// Walk and hash, report what would be uploaded, write nothing.
     #[arg(long, env = "ENCRYPT_REPO_DRY_RUN")]
     pub(crate) dry_run: bool,
+    /// Register the repository first unless it already is, as `init` would: with
+    /// --key-provider (default local) and the --key-setting values. A new local key file is
+    /// created (mode 0600) with a warning to back it up.
+    #[arg(long, env = "ENCRYPT_REPO_INIT")]
+    pub(crate) init: bool,
+    /// Key provider type for --init (ignored without it, so the variable can be set for both).
+    #[arg(long, default_value = "local", env = "ENCRYPT_REPO_KEY_PROVIDER")]
+    pub(crate) key_provider: String,
 }
 
 /// `restore`.

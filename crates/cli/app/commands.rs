@@ -593,6 +593,24 @@ pub(crate) async fn keys(k: &args::Keys, g: &args::Global, out: &Output) -> Resu
 }
 
 pub(crate) async fn backup(a: &args::Backup, g: &args::Global, out: &Output) -> Result<Done> {
+    if a.init {
+        // Registering an already registered repository with the same settings is a no-op, so
+        // `--init` is safe on every run of a scheduled job.
+        let init_args = args::Init {
+            repo: args::Repo {
+                repo: a.repo.repo.clone(),
+            },
+            key_provider: Some(a.key_provider.clone()),
+            key_provider_name: None,
+            escrow_providers: Vec::new(),
+            escrow_settings: Vec::new(),
+            chunk_size: None,
+            no_encryption: false,
+            no_path_binding: false,
+        };
+        let (registered, _) = init(&init_args, g, out).await?;
+        out.note(&registered);
+    }
     let (_, store) = open::open_store(&a.repo.repo, &g.store_options, &g.key_settings).await?;
     if !a.dir.is_dir() {
         bail!(NotFound(format!("{} is not a directory", a.dir.display())));
