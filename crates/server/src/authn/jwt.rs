@@ -1,0 +1,1 @@
+//! The `jwt` HTTP authenticator.

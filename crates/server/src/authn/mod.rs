@@ -1,0 +1,3 @@
+//! Authentication: the `authc` domains of `config.yml`.
+
+pub mod jwt;
