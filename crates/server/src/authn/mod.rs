@@ -1,3 +1,5 @@
 //! Authentication: the `authc` domains of `config.yml`.
 
 pub mod jwt;
+pub mod ratelimit;
+pub mod xff;
