@@ -167,3 +167,17 @@ fn pyjwt_tokens_are_refused_with_a_key_of_another_family() {
     }
     assert_eq!(checked, 12 * 4);
 }
+
+#[test]
+fn pyjwt_weak_rsa_key_is_refused_in_the_configuration() {
+    let out = pyjwt_output();
+    let config =
+        JwtConfig::from_value(json!({ "signing_key": out["keys"]["rsa_1024"] })).expect("config");
+    let err = JwtAuthenticator::new(config).expect_err("a 1024-bit RSA key");
+    let text = err.to_string();
+    assert!(
+        text.contains("signing_key") && text.contains("2048"),
+        "{text}"
+    );
+    assert!(!text.contains("BEGIN"), "the key is not echoed: {text}");
+}

@@ -12,7 +12,7 @@
 //! ```
 //!
 //! `signing_key` is either a base64 HMAC secret (HS256/384/512) or a PEM public key: RSA
-//! (RS256/384/512, PS256/384/512, at least 2048 bits), EC P-256 (ES256), P-384 (ES384) or P-521
+//! (RS256/384/512, PS256/384/512, 2048 to 8192 bits), EC P-256 (ES256), P-384 (ES384) or P-521
 //! (ES512). A token is accepted only with an algorithm of the configured key's family, so neither
 //! `alg: none` nor an HMAC signed with the public key's text can pass. RS, PS, ES256 and ES384 are
 //! verified by `jsonwebtoken` (aws-lc-rs); ES512, which `jsonwebtoken` lacks, and HMAC, whose
@@ -48,6 +48,8 @@ pub const MAX_CLOCK_SKEW_SECONDS: u64 = 86_400;
 pub const MIN_HMAC_SECRET_BYTES: usize = 32;
 /// Smallest RSA modulus accepted (bytes): 2048 bits, as aws-lc-rs's verification algorithms require.
 const MIN_RSA_MODULUS_BYTES: usize = 256;
+/// Largest RSA modulus accepted (bytes): 8192 bits, the other bound of aws-lc-rs's algorithms.
+const MAX_RSA_MODULUS_BYTES: usize = 1024;
 
 /// A configuration string that is wiped from memory on drop and never printed.
 #[derive(Clone, Default)]
@@ -787,10 +789,10 @@ fn rsa_verifier(der: &[u8]) -> Result<Verifier, ConfigError> {
             "not an RSA or EC (P-256, P-384, P-521) public key",
         )
     })?;
-    if key.modulus_len() < MIN_RSA_MODULUS_BYTES {
+    if !(MIN_RSA_MODULUS_BYTES..=MAX_RSA_MODULUS_BYTES).contains(&key.modulus_len()) {
         return Err(invalid(
             "signing_key",
-            "RSA keys must be at least 2048 bits",
+            "RSA keys must have 2048 to 8192 bits",
         ));
     }
     Ok(Verifier::Jwt(

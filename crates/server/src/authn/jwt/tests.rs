@@ -587,6 +587,13 @@ fn configuration_is_checked() {
     assert!(msg(json!({"signing_key": truncated})).contains("public key"));
     assert!(msg(json!({"signing_key": "-----BEGIN PUBLIC KEY-----\nAAAA"})).contains("PEM"));
     assert!(msg(json!({"signing_key": "x"})).contains("neither base64"));
+    // PEM with CRLF line ends and surrounding blank lines, as YAML block scalars may give it.
+    let crlf = format!(
+        "\n{}\n",
+        signing_key(KeyFamily::EcP384).replace('\n', "\r\n")
+    );
+    let a = JwtAuthenticator::new(JwtConfig::from_value(json!({"signing_key": crlf})).unwrap());
+    assert_eq!(a.unwrap().key_family(), KeyFamily::EcP384);
     // Nulls, as in seed 003's example, mean the defaults.
     let c = JwtConfig::from_value(json!({
         "signing_key": hs, "jwt_header": null, "jwt_url_parameter": null,
