@@ -1,5 +1,116 @@
 //! `encrypt-repo serve`: a shared, stateless service in front of encrypted repositories, with
-//! OpenSearch-security-style authentication (basic, JWT, client certificates) and authorization
-//! (roles, role mappings, action groups, tenants).
+//! OpenSearch-security-style authentication (basic, JWT) and authorization (roles, role
+//! mappings, action groups, tenants).
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), encrypt_repo_server::Error> {
+//! let config = encrypt_repo_server::ServerConfig::load("config.yml".as_ref())?;
+//! encrypt_repo_server::serve(config, async { let _ = tokio::signal::ctrl_c().await; }).await
+//! # }
+//! ```
+//!
+//! - [`config`]: the `config.yml` shape and the `server` section.
+//! - [`security`]: users, roles, mappings, action groups, tenants; the permission of every
+//!   endpoint.
+//! - [`state`]: the system repository and its generations (409 on a lost update).
+//! - [`api`]: the routes.
 
+pub mod api;
+pub mod app;
 pub mod authn;
+pub mod backend;
+pub mod config;
+pub mod error;
+pub mod password;
+pub mod security;
+pub mod state;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+pub use app::{App, admin_password_from_env, provider_registry};
+pub use config::ServerConfig;
+pub use error::{ApiError, Error, Result};
+
+/// Called once the listener is bound, with the address (useful with port 0).
+pub type OnBound = Box<dyn FnOnce(SocketAddr) + Send>;
+
+/// Runs the service until `shutdown` completes: opens (and on first start bootstraps) the
+/// system repository, reloads it every `server.reload_interval_seconds`, and serves HTTP or
+/// HTTPS on `server.listen`. The admin password of the first start comes from
+/// `ENCRYPT_REPO_ADMIN_PASSWORD` or the file named by `ENCRYPT_REPO_ADMIN_PASSWORD_FILE`.
+///
+/// # Errors
+/// [`Error::Config`], [`Error::NoAdminPassword`], [`Error::System`], [`Error::Io`].
+pub async fn serve(
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    serve_with(config, shutdown, None).await
+}
+
+/// [`serve`], calling `on_bound` with the bound address.
+///
+/// # Errors
+/// As [`serve`].
+pub async fn serve_with(
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    on_bound: Option<OnBound>,
+) -> Result<()> {
+    let app = App::start(config, provider_registry(), admin_password_from_env).await?;
+    let reloader = app.spawn_reloader();
+    let result = run(app.clone(), shutdown, on_bound).await;
+    reloader.abort();
+    result
+}
+
+async fn run(
+    app: Arc<App>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    on_bound: Option<OnBound>,
+) -> Result<()> {
+    let listen = app.config.server.listen;
+    let tls = app.config.server.tls.clone();
+    let service = api::router(app).into_make_service_with_connect_info::<SocketAddr>();
+    let listener = std::net::TcpListener::bind(listen)
+        .map_err(|e| Error::Config(format!("server.listen: cannot listen on {listen}: {e}")))?;
+    listener.set_nonblocking(true)?;
+    let bound = listener.local_addr()?;
+    let handle = axum_server::Handle::new();
+    let h = handle.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        h.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
+    });
+    match tls {
+        Some(t) => {
+            let rustls = axum_server::tls_rustls::RustlsConfig::from_pem_file(
+                &t.certificate,
+                &t.private_key,
+            )
+            .await
+            .map_err(|e| Error::Config(format!("server.tls: {e}")))?;
+            tracing::info!(address = %bound, "listening (https)");
+            if let Some(f) = on_bound {
+                f(bound);
+            }
+            axum_server::from_tcp_rustls(listener, rustls)?
+                .handle(handle)
+                .serve(service)
+                .await?;
+        }
+        None => {
+            tracing::info!(address = %bound, "listening (http)");
+            if let Some(f) = on_bound {
+                f(bound);
+            }
+            axum_server::from_tcp(listener)?
+                .handle(handle)
+                .serve(service)
+                .await?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,335 @@
+//! The shared state of a node: configuration, system repository, the loaded security model and
+//! registrations, opened repositories; bootstrap and reload.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+
+use encrypt_repo_keys::ProviderRegistry;
+use encrypt_repo_store::{EncryptedStore, RegistrationRequest, Repository, RepositoryOptions};
+
+use axum::http::StatusCode;
+
+use crate::authn::Authenticator;
+use crate::backend::{self, Backend};
+use crate::config::ServerConfig;
+use crate::error::{ApiError, Error, Result};
+use crate::security::{InternalUser, RoleMapping, SecurityData, SecurityModel};
+use crate::state::{
+    REPOSITORIES_DOC, Registrations, SECURITY_DOC, SystemStore, Versioned, WriteError,
+};
+
+/// Environment variable with the admin password for the first start.
+pub const ADMIN_PASSWORD_ENV: &str = "ENCRYPT_REPO_ADMIN_PASSWORD";
+/// Environment variable naming a file with the admin password for the first start.
+pub const ADMIN_PASSWORD_FILE_ENV: &str = "ENCRYPT_REPO_ADMIN_PASSWORD_FILE";
+/// The user the first start creates.
+pub const ADMIN_USER: &str = "admin";
+
+/// What a node holds in memory: the last generations it read.
+#[derive(Debug)]
+pub struct Loaded {
+    /// The security document as read.
+    pub security: Versioned<SecurityData>,
+    /// Its effective model.
+    pub model: Arc<SecurityModel>,
+    /// The registrations as read.
+    pub registrations: Versioned<Registrations>,
+}
+
+/// An opened repository and the request it was opened with.
+type Opened = (RegistrationRequest, Arc<EncryptedStore<Backend>>);
+
+/// One node's state.
+#[derive(Debug)]
+pub struct App {
+    /// The configuration.
+    pub config: Arc<ServerConfig>,
+    /// The key providers.
+    pub registry: Arc<ProviderRegistry>,
+    /// The system repository.
+    pub system: SystemStore,
+    /// The authentication chain.
+    pub authn: Authenticator,
+    loaded: RwLock<Arc<Loaded>>,
+    opened: Mutex<HashMap<String, Opened>>,
+}
+
+/// The provider registry of the service: `local`, `passphrase`, `exec`, `aws-kms`, `openbao`.
+#[must_use]
+pub fn provider_registry() -> ProviderRegistry {
+    let mut r = ProviderRegistry::with_builtin();
+    r.register(Arc::new(encrypt_repo_kms_aws::AwsKmsFactory::new()));
+    r.register(Arc::new(encrypt_repo_kms_openbao::OpenBaoFactory));
+    r
+}
+
+fn store_err(e: WriteError) -> Error {
+    Error::System(e.to_string())
+}
+
+/// The admin password for the first start, from the environment or a file.
+///
+/// # Errors
+/// [`Error::NoAdminPassword`] when neither is set or the password is empty;
+/// [`Error::Config`] for an unreadable file.
+pub fn admin_password_from_env() -> Result<zeroize::Zeroizing<String>> {
+    if let Ok(p) = std::env::var(ADMIN_PASSWORD_ENV)
+        && !p.is_empty()
+    {
+        return Ok(zeroize::Zeroizing::new(p));
+    }
+    if let Ok(file) = std::env::var(ADMIN_PASSWORD_FILE_ENV) {
+        let text = zeroize::Zeroizing::new(std::fs::read_to_string(&file).map_err(|e| {
+            Error::Config(format!("{ADMIN_PASSWORD_FILE_ENV}: reading {file}: {e}"))
+        })?);
+        let p = text.trim_end_matches(['\r', '\n']);
+        if !p.is_empty() {
+            return Ok(zeroize::Zeroizing::new(p.to_owned()));
+        }
+    }
+    Err(Error::NoAdminPassword)
+}
+
+impl App {
+    /// Opens the system repository, bootstraps it on first start (with `admin_password`,
+    /// asked only then) and loads the state.
+    ///
+    /// # Errors
+    /// [`Error::NoAdminPassword`] on a first start without a password; system repository errors.
+    pub async fn start(
+        config: ServerConfig,
+        registry: ProviderRegistry,
+        admin_password: impl FnOnce() -> Result<zeroize::Zeroizing<String>>,
+    ) -> Result<Arc<Self>> {
+        config.validate()?;
+        let authn = Authenticator::new(&config)?;
+        let system = SystemStore::open(&config.server.system_repository, &registry).await?;
+        let security: Versioned<SecurityData> =
+            system.read(SECURITY_DOC).await.map_err(store_err)?;
+        if security.generation == 0 {
+            let password = admin_password()?;
+            let hash =
+                crate::password::hash(&password).map_err(|e| Error::System(e.to_string()))?;
+            let mut data = SecurityData::default();
+            data.internalusers.insert(
+                ADMIN_USER.into(),
+                InternalUser {
+                    hash,
+                    reserved: true,
+                    description: Some("created at the first start".into()),
+                    ..InternalUser::default()
+                },
+            );
+            data.rolesmapping.insert(
+                "all_access".into(),
+                RoleMapping {
+                    users: vec![ADMIN_USER.into()],
+                    ..RoleMapping::default()
+                },
+            );
+            match system.write(SECURITY_DOC, 0, &data).await {
+                Ok(_) => tracing::info!("first start: created user admin (role all_access)"),
+                // Another node bootstrapped at the same moment: use theirs.
+                Err(WriteError::Conflict) => {}
+                Err(e) => return Err(store_err(e)),
+            }
+        }
+        let loaded = Self::read_state(&system).await?;
+        Ok(Arc::new(Self {
+            config: Arc::new(config),
+            registry: Arc::new(registry),
+            system,
+            authn,
+            loaded: RwLock::new(Arc::new(loaded)),
+            opened: Mutex::default(),
+        }))
+    }
+
+    async fn read_state(system: &SystemStore) -> Result<Loaded> {
+        let security: Versioned<SecurityData> =
+            system.read(SECURITY_DOC).await.map_err(store_err)?;
+        let model = SecurityModel::new(security.value.clone()).map_err(|e| {
+            Error::System(format!(
+                "security configuration generation {}: {e}",
+                security.generation
+            ))
+        })?;
+        let registrations = system.read(REPOSITORIES_DOC).await.map_err(store_err)?;
+        Ok(Loaded {
+            security,
+            model: Arc::new(model),
+            registrations,
+        })
+    }
+
+    /// What this node currently holds.
+    #[must_use]
+    pub fn loaded(&self) -> Arc<Loaded> {
+        self.loaded
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Reads the state again; opened repositories whose registration changed or went are closed.
+    ///
+    /// # Errors
+    /// System repository errors (the previous state stays in force).
+    pub async fn reload(&self) -> Result<()> {
+        let fresh = Self::read_state(&self.system).await?;
+        self.install(fresh);
+        Ok(())
+    }
+
+    fn install(&self, fresh: Loaded) {
+        {
+            let mut opened = self
+                .opened
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            opened.retain(|name, (req, _)| fresh.registrations.value.get(name) == Some(req));
+        }
+        let mut cur = self
+            .loaded
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Never go back to an older generation (a slow reload racing a write).
+        if fresh.security.generation >= cur.security.generation
+            && fresh.registrations.generation >= cur.registrations.generation
+        {
+            *cur = Arc::new(fresh);
+        }
+    }
+
+    /// Writes a new security document based on the generation `base` was read at.
+    ///
+    /// # Errors
+    /// 409 when another change came first; 400 for an invalid model; 500 for storage.
+    pub async fn write_security(&self, base: u64, data: SecurityData) -> Result<(), ApiError> {
+        let model =
+            SecurityModel::new(data.clone()).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let generation = match self.system.write(SECURITY_DOC, base, &data).await {
+            Ok(g) => g,
+            Err(WriteError::Conflict) => {
+                return Err(ApiError::conflict("the security configuration"));
+            }
+            Err(e) => return Err(ApiError::internal(&e)),
+        };
+        let cur = self.loaded();
+        self.install(Loaded {
+            security: Versioned {
+                generation,
+                value: data,
+            },
+            model: Arc::new(model),
+            registrations: cur.registrations.clone(),
+        });
+        Ok(())
+    }
+
+    /// Writes a new registrations document based on the generation `base` was read at.
+    ///
+    /// # Errors
+    /// 409 when another change came first; 500 for storage.
+    pub async fn write_registrations(
+        &self,
+        base: u64,
+        value: Registrations,
+    ) -> Result<(), ApiError> {
+        let generation = match self.system.write(REPOSITORIES_DOC, base, &value).await {
+            Ok(g) => g,
+            Err(WriteError::Conflict) => {
+                return Err(ApiError::conflict("the repository registrations"));
+            }
+            Err(e) => return Err(ApiError::internal(&e)),
+        };
+        let cur = self.loaded();
+        self.install(Loaded {
+            security: cur.security.clone(),
+            model: cur.model.clone(),
+            registrations: Versioned { generation, value },
+        });
+        Ok(())
+    }
+
+    /// The backend of a registration request, for a client-supplied request.
+    ///
+    /// # Errors
+    /// 400 naming the setting.
+    pub fn backend(&self, req: &RegistrationRequest) -> Result<Backend, ApiError> {
+        backend::check_crypto_settings(req)
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "repository_exception", e))?;
+        backend::build(&req.store_type, &req.settings, &self.config.server.fs_roots)
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "repository_exception", e))
+    }
+
+    /// The opened repository registered as `name`.
+    ///
+    /// # Errors
+    /// 404 if not registered; errors of opening it.
+    pub async fn repository(&self, name: &str) -> Result<Arc<EncryptedStore<Backend>>, ApiError> {
+        let req = self
+            .loaded()
+            .registrations
+            .value
+            .get(name)
+            .cloned()
+            .ok_or_else(|| ApiError::repository_missing(name))?;
+        if let Some((r, s)) = self
+            .opened
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(name)
+            && *r == req
+        {
+            return Ok(s.clone());
+        }
+        let backend = self.backend(&req)?;
+        let access = req
+            .crypto_settings
+            .as_ref()
+            .map(|c| c.settings.clone())
+            .unwrap_or_default();
+        let repo = Repository::open(
+            backend.clone(),
+            &self.registry,
+            &access,
+            RepositoryOptions::default(),
+        )
+        .await
+        .map_err(|e| crate::error::from_store(name, None, e))?;
+        let store = Arc::new(EncryptedStore::new(Arc::new(backend), Arc::new(repo)));
+        self.opened
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(name.to_owned(), (req, store.clone()));
+        Ok(store)
+    }
+
+    /// Closes the opened repository `name` (after a re-registration or re-wrap).
+    pub fn forget(&self, name: &str) {
+        self.opened
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(name);
+    }
+
+    /// Reloads every `reload_interval` until the returned task is aborted.
+    #[must_use]
+    pub fn spawn_reloader(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let weak = Arc::downgrade(self);
+        let every = self.config.reload_interval();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let Some(app) = weak.upgrade() else { return };
+                if let Err(e) = app.reload().await {
+                    tracing::warn!(error = %e, "reloading the state failed; keeping the previous one");
+                }
+            }
+        })
+    }
+}

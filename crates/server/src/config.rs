@@ -1,0 +1,556 @@
+//! The service configuration: OpenSearch security's `config.yml` shape plus a `server` section.
+//!
+//! ```yaml
+//! _meta:
+//!   type: "config"
+//!   config_version: 2
+//! config:
+//!   dynamic:
+//!     http:
+//!       anonymous_auth_enabled: false
+//!       xff:
+//!         enabled: false
+//!         internalProxies: '127\.0\.0\.1'
+//!         remoteIpHeader: 'x-forwarded-for'
+//!     authc:
+//!       basic_internal_auth_domain:
+//!         http_enabled: true
+//!         order: 0
+//!         http_authenticator: { type: basic, challenge: true }
+//!         authentication_backend: { type: intern }
+//!     authz: {}
+//! server:
+//!   listen: 127.0.0.1:9200
+//!   tls: { certificate: /etc/er/cert.pem, private_key: /etc/er/key.pem }
+//!   reload_interval_seconds: 5
+//!   system_repository:
+//!     type: fs
+//!     settings: { location: /var/lib/encrypt-repo/system }
+//!     encrypted: true
+//!     crypto_settings:
+//!       key_provider_name: system
+//!       key_provider_type: local
+//!       settings: { key_file: /etc/encrypt-repo/system.key }
+//! ```
+//!
+//! Unknown keys are refused, and every error names the key at fault
+//! (`config.dynamic.authc.basic.http_authenticator.type: …`). Kerberos, LDAP and client
+//! certificates are refused with "not supported".
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use axum::http::HeaderName;
+use encrypt_repo_store::RegistrationRequest;
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+/// Default [`ServerSection::reload_interval_seconds`]: every node sees a change made through
+/// another node within this many seconds.
+pub const DEFAULT_RELOAD_INTERVAL_SECONDS: u64 = 5;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// OpenSearch's `_meta` block (`type: config`, `config_version: 2`); optional.
+    #[serde(default, rename = "_meta")]
+    pub meta: Option<Meta>,
+    /// The security configuration (`config.dynamic`).
+    pub config: SecurityConfig,
+    /// Where and how to listen, and where the state lives.
+    pub server: ServerSection,
+}
+
+/// `_meta`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Meta {
+    /// Must be `config`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Must be 2.
+    pub config_version: u32,
+}
+
+/// `config`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecurityConfig {
+    /// `config.dynamic`.
+    pub dynamic: Dynamic,
+}
+
+/// `config.dynamic`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dynamic {
+    /// `http`: anonymous authentication and the proxy header.
+    #[serde(default)]
+    pub http: HttpSection,
+    /// Authentication domains by name.
+    #[serde(default)]
+    pub authc: BTreeMap<String, AuthcDomain>,
+    /// Authorization domains by name (only `noop` is supported; LDAP is refused).
+    #[serde(default)]
+    pub authz: BTreeMap<String, AuthzDomain>,
+    /// Accepted for compatibility with OpenSearch files; ignored.
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// `config.dynamic.http`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSection {
+    /// Requests without credentials run as the anonymous user (backend role
+    /// `opendistro_security_anonymous_backendrole`).
+    #[serde(default)]
+    pub anonymous_auth_enabled: bool,
+    /// Trusting the remote-IP header from known proxies.
+    #[serde(default)]
+    pub xff: XffConfig,
+}
+
+/// `config.dynamic.http.xff`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct XffConfig {
+    /// Whether the remote-IP header is looked at at all.
+    #[serde(default)]
+    pub enabled: bool,
+    /// A regular expression matching the addresses of proxies whose header is trusted.
+    #[serde(default, rename = "internalProxies")]
+    pub internal_proxies: Option<String>,
+    /// The header carrying the client address (default `x-forwarded-for`).
+    #[serde(default = "default_remote_ip_header", rename = "remoteIpHeader")]
+    pub remote_ip_header: String,
+    /// Accepted for compatibility; ignored.
+    #[serde(default, rename = "proxiesHeader")]
+    pub proxies_header: Option<String>,
+    /// Accepted for compatibility; ignored.
+    #[serde(default, rename = "trustedProxies")]
+    pub trusted_proxies: Option<String>,
+}
+
+impl Default for XffConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            internal_proxies: None,
+            remote_ip_header: default_remote_ip_header(),
+            proxies_header: None,
+            trusted_proxies: None,
+        }
+    }
+}
+
+fn default_remote_ip_header() -> String {
+    "x-forwarded-for".into()
+}
+
+/// An authentication domain (`config.dynamic.authc.<name>`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthcDomain {
+    /// For people.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Whether the domain is used for HTTP requests (default true).
+    #[serde(default = "yes")]
+    pub http_enabled: bool,
+    /// Accepted for compatibility; there is no transport layer.
+    #[serde(default)]
+    pub transport_enabled: Option<bool>,
+    /// Domains are tried in ascending order.
+    #[serde(default)]
+    pub order: i64,
+    /// How credentials are taken from the request.
+    pub http_authenticator: HttpAuthenticator,
+    /// Against what they are checked.
+    pub authentication_backend: AuthenticationBackend,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `http_authenticator`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpAuthenticator {
+    /// `basic` or `jwt` (`kerberos`, `clientcert` are refused).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Answer a request without credentials with 401 and `WWW-Authenticate`.
+    #[serde(default)]
+    pub challenge: bool,
+    /// Authenticator settings (for `jwt`: `signing_key`, `jwt_header`, …).
+    #[serde(default)]
+    pub config: serde_json::Value,
+}
+
+/// `authentication_backend`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthenticationBackend {
+    /// `intern`/`internal` (the internal user database) or `noop`; `ldap` is refused.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Backend settings (unused by the supported backends).
+    #[serde(default)]
+    pub config: serde_json::Value,
+}
+
+/// An authorization domain (`config.dynamic.authz.<name>`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthzDomain {
+    /// For people.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Accepted for compatibility.
+    #[serde(default)]
+    pub http_enabled: Option<bool>,
+    /// Accepted for compatibility.
+    #[serde(default)]
+    pub transport_enabled: Option<bool>,
+    /// `authorization_backend { type }`: only `noop`.
+    pub authorization_backend: AuthenticationBackend,
+}
+
+/// The `server` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    /// Address to listen on (default `127.0.0.1:9200`).
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// HTTPS with these PEM files; plain HTTP without.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+    /// How often each node reloads the security configuration and the repository registrations
+    /// from the system repository (seconds, 1 … 3600; default 5).
+    #[serde(default = "default_reload")]
+    pub reload_interval_seconds: u64,
+    /// Directories under which `fs` repositories may be registered (OpenSearch's `path.repo`);
+    /// empty: no `fs` repositories.
+    #[serde(default)]
+    pub fs_roots: Vec<PathBuf>,
+    /// The system repository: a registration request (`type`, `settings`, `encrypted`,
+    /// `crypto_settings`). Default type `fs` with `settings.location`.
+    pub system_repository: RegistrationRequest,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9200))
+}
+
+fn default_reload() -> u64 {
+    DEFAULT_RELOAD_INTERVAL_SECONDS
+}
+
+/// `server.tls`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain.
+    pub certificate: PathBuf,
+    /// PEM private key.
+    pub private_key: PathBuf,
+}
+
+/// The authenticator types this service implements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthenticatorKind {
+    /// HTTP basic against the internal users.
+    Basic,
+    /// JSON web tokens.
+    Jwt,
+}
+
+impl ServerConfig {
+    /// Reads and validates a YAML file.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the file and the key at fault.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::Config(format!("reading {}: {e}", path.display())))?;
+        Self::from_yaml(&text).map_err(|e| match e {
+            Error::Config(m) => Error::Config(format!("{}: {m}", path.display())),
+            other => other,
+        })
+    }
+
+    /// Parses and validates YAML text.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the key at fault.
+    pub fn from_yaml(text: &str) -> Result<Self> {
+        let de = serde_norway::Deserializer::from_str(text);
+        let config: Self = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner().to_string();
+            if path == "." || path.is_empty() {
+                Error::Config(inner)
+            } else {
+                Error::Config(format!("{path}: {inner}"))
+            }
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what the types cannot: supported authenticators, a usable domain, sane values.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the key at fault.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |key: &str, what: &str| Err(Error::Config(format!("{key}: {what}")));
+        if let Some(m) = &self.meta {
+            if m.kind != "config" {
+                return bad("_meta.type", "must be \"config\"");
+            }
+            if m.config_version != 2 {
+                return bad("_meta.config_version", "must be 2");
+            }
+        }
+        let dynamic = &self.config.dynamic;
+        for (name, d) in &dynamic.authc {
+            let key = format!("config.dynamic.authc.{name}");
+            d.authenticator_kind(&key)?;
+            match d.authentication_backend.kind.as_str() {
+                "intern" | "internal" | "noop" => {}
+                "ldap" => {
+                    return bad(
+                        &format!("{key}.authentication_backend.type"),
+                        "ldap is not supported by encrypt-repo serve (use intern, or jwt with noop)",
+                    );
+                }
+                other => {
+                    return bad(
+                        &format!("{key}.authentication_backend.type"),
+                        &format!("unknown backend {other:?} (supported: intern, noop)"),
+                    );
+                }
+            }
+            if d.http_authenticator.kind == "basic" && d.authentication_backend.kind == "noop" {
+                return bad(
+                    &format!("{key}.authentication_backend.type"),
+                    "basic authentication needs the intern backend",
+                );
+            }
+        }
+        for (name, d) in &dynamic.authz {
+            let key = format!("config.dynamic.authz.{name}.authorization_backend.type");
+            match d.authorization_backend.kind.as_str() {
+                "noop" => {}
+                "ldap" => return bad(&key, "ldap is not supported by encrypt-repo serve"),
+                other => {
+                    return bad(
+                        &key,
+                        &format!("unknown backend {other:?} (supported: noop)"),
+                    );
+                }
+            }
+        }
+        let enabled = dynamic.authc.values().any(|d| d.http_enabled);
+        if !enabled && !dynamic.http.anonymous_auth_enabled {
+            return bad(
+                "config.dynamic.authc",
+                "no HTTP authentication domain is enabled and anonymous_auth_enabled is false: nobody could log in",
+            );
+        }
+        let xff = &dynamic.http.xff;
+        if xff.enabled && xff.internal_proxies.as_deref().is_none_or(str::is_empty) {
+            return bad(
+                "config.dynamic.http.xff.internalProxies",
+                "is required when xff is enabled",
+            );
+        }
+        if xff.enabled && HeaderName::try_from(xff.remote_ip_header.as_str()).is_err() {
+            return bad(
+                "config.dynamic.http.xff.remoteIpHeader",
+                "is not a valid header name",
+            );
+        }
+        if !(1..=3600).contains(&self.server.reload_interval_seconds) {
+            return bad("server.reload_interval_seconds", "must be from 1 to 3600");
+        }
+        let sys = &self.server.system_repository;
+        if sys.store_type == "fs" && !sys.settings.contains_key("location") {
+            return bad(
+                "server.system_repository.settings.location",
+                "is required for a system repository of type fs",
+            );
+        }
+        if !sys.encrypted {
+            return bad(
+                "server.system_repository.encrypted",
+                "must be true: the system repository holds password hashes",
+            );
+        }
+        Ok(())
+    }
+
+    /// The reload interval.
+    #[must_use]
+    pub fn reload_interval(&self) -> Duration {
+        Duration::from_secs(self.server.reload_interval_seconds)
+    }
+
+    /// HTTP-enabled authentication domains in the order they are tried.
+    #[must_use]
+    pub fn domains(&self) -> Vec<(&str, &AuthcDomain)> {
+        let mut v: Vec<_> = self
+            .config
+            .dynamic
+            .authc
+            .iter()
+            .filter(|(_, d)| d.http_enabled)
+            .map(|(n, d)| (n.as_str(), d))
+            .collect();
+        v.sort_by_key(|(n, d)| (d.order, *n));
+        v
+    }
+}
+
+impl AuthcDomain {
+    /// The authenticator type, or a "not supported" error naming `key`.
+    ///
+    /// # Errors
+    /// [`Error::Config`].
+    pub fn authenticator_kind(&self, key: &str) -> Result<AuthenticatorKind> {
+        let key = format!("{key}.http_authenticator.type");
+        match self.http_authenticator.kind.as_str() {
+            "basic" => Ok(AuthenticatorKind::Basic),
+            "jwt" => Ok(AuthenticatorKind::Jwt),
+            "kerberos" | "clientcert" | "saml" | "openid" | "proxy" | "extended-proxy" => {
+                Err(Error::Config(format!(
+                    "{key}: {} authentication is not supported by encrypt-repo serve (supported: basic, jwt)",
+                    self.http_authenticator.kind
+                )))
+            }
+            other => Err(Error::Config(format!(
+                "{key}: unknown authenticator {other:?} (supported: basic, jwt)"
+            ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) const SAMPLE: &str = r#"
+_meta: { type: config, config_version: 2 }
+config:
+  dynamic:
+    http:
+      anonymous_auth_enabled: false
+      xff: { enabled: true, internalProxies: '127\.0\.0\.1', remoteIpHeader: x-forwarded-for }
+    authc:
+      basic_internal_auth_domain:
+        description: internal users
+        http_enabled: true
+        transport_enabled: true
+        order: 1
+        http_authenticator: { type: basic, challenge: true }
+        authentication_backend: { type: intern }
+      jwt_auth_domain:
+        http_enabled: true
+        order: 0
+        http_authenticator:
+          type: jwt
+          challenge: false
+          config: { signing_key: "a3M5MjEwamRqOTAxOTJqZDE=", jwt_header: Authorization }
+        authentication_backend: { type: noop }
+    authz: {}
+server:
+  listen: 127.0.0.1:0
+  system_repository:
+    type: fs
+    settings: { location: /tmp/x }
+    encrypted: true
+    crypto_settings: { key_provider_name: system, key_provider_type: local, settings: { key_file: /tmp/k } }
+"#;
+
+    fn err(text: &str) -> String {
+        ServerConfig::from_yaml(text)
+            .expect_err("must be refused")
+            .to_string()
+    }
+
+    #[test]
+    fn sample_parses_and_orders_domains() {
+        let c = ServerConfig::from_yaml(SAMPLE).expect("valid");
+        let names: Vec<_> = c.domains().iter().map(|(n, _)| *n).collect();
+        assert_eq!(names, ["jwt_auth_domain", "basic_internal_auth_domain"]);
+        assert!(c.config.dynamic.http.xff.enabled);
+        assert_eq!(c.reload_interval(), Duration::from_secs(5));
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let text = SAMPLE.replace("anonymous_auth_enabled: false", "anonymous_auth: false");
+        let e = err(&text);
+        assert!(e.contains("config.dynamic.http"), "{e}");
+        assert!(e.contains("anonymous_auth"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_is_named() {
+        let text = SAMPLE.replace("order: 1", "order: first");
+        let e = err(&text);
+        assert!(
+            e.contains("config.dynamic.authc.basic_internal_auth_domain.order"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn kerberos_ldap_and_clientcert_are_not_supported() {
+        let e = err(&SAMPLE.replace("type: basic", "type: kerberos"));
+        assert!(e.contains("http_authenticator.type"), "{e}");
+        assert!(
+            e.contains("kerberos authentication is not supported"),
+            "{e}"
+        );
+        let e = err(&SAMPLE.replace("type: intern", "type: ldap"));
+        assert!(
+            e.contains("authentication_backend.type: ldap is not supported"),
+            "{e}"
+        );
+        let e = err(&SAMPLE.replace("type: basic", "type: clientcert"));
+        assert!(e.contains("not supported"), "{e}");
+        let e = err(&SAMPLE.replace(
+            "authz: {}",
+            "authz: { roles_from_ldap: { authorization_backend: { type: ldap } } }",
+        ));
+        assert!(e.contains("authz.roles_from_ldap"), "{e}");
+    }
+
+    #[test]
+    fn nobody_could_log_in() {
+        let text = SAMPLE.replace("http_enabled: true", "http_enabled: false");
+        assert!(err(&text).contains("config.dynamic.authc"));
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let e = err(&SAMPLE.replace("listen: 127.0.0.1:0", "listen: nowhere"));
+        assert!(e.contains("server.listen"), "{e}");
+        let e = err(&SAMPLE.replace("listen: 127.0.0.1:0", "reload_interval_seconds: 0"));
+        assert!(e.contains("server.reload_interval_seconds"), "{e}");
+        let e = err(&SAMPLE.replace("internalProxies: '127\\.0\\.0\\.1', ", ""));
+        assert!(e.contains("internalProxies"), "{e}");
+        let e = err(&SAMPLE.replace("config_version: 2", "config_version: 1"));
+        assert!(e.contains("_meta.config_version"), "{e}");
+        let e = err(&SAMPLE.replace("encrypted: true", "encrypted: false"));
+        assert!(e.contains("server.system_repository.encrypted"), "{e}");
+    }
+}

@@ -1,0 +1,324 @@
+//! The crate's error type and the JSON error responses.
+//!
+//! Every error a client sees has OpenSearch's shape:
+//!
+//! ```json
+//! { "error": { "root_cause": [ { "type": "…", "reason": "…" } ], "type": "…", "reason": "…" },
+//!   "status": 400 }
+//! ```
+//!
+//! Reasons are written for the client: they name the repository, the object or the setting,
+//! never a key, a password, a token, a file system path of the server or a backend's message.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+/// Result alias for this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What can stop the service from starting or running.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The configuration is invalid; the message names the key.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// The first start needs the admin password.
+    #[error(
+        "first start: no admin password; set ENCRYPT_REPO_ADMIN_PASSWORD or ENCRYPT_REPO_ADMIN_PASSWORD_FILE (there is no default password)"
+    )]
+    NoAdminPassword,
+    /// The system repository could not be opened or read.
+    #[error("system repository: {0}")]
+    System(String),
+    /// Listening or serving failed.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// An error answer: a status, an OpenSearch error type and a reason for the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// The OpenSearch-style error type (`repository_missing_exception`, …).
+    pub kind: &'static str,
+    /// A reason safe to show the client.
+    pub reason: String,
+    /// Send `WWW-Authenticate: Basic realm="OpenSearch Security"` (a basic challenge).
+    pub challenge: bool,
+}
+
+impl ApiError {
+    /// An error with this status, type and reason.
+    pub fn new(status: StatusCode, kind: &'static str, reason: impl Into<String>) -> Self {
+        Self {
+            status,
+            kind,
+            reason: reason.into(),
+            challenge: false,
+        }
+    }
+
+    /// 400.
+    pub fn bad_request(reason: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "illegal_argument_exception",
+            reason,
+        )
+    }
+
+    /// 401 without a challenge.
+    #[must_use]
+    pub fn unauthorized() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "security_exception",
+            "authentication required",
+        )
+    }
+
+    /// 403 naming the permission that is missing.
+    pub fn forbidden(action: &str, user: &str) -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "security_exception",
+            format!("no permissions for [{action}] and User [name={user}]"),
+        )
+    }
+
+    /// 404 for a repository.
+    pub fn repository_missing(name: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "repository_missing_exception",
+            format!("[{name}] missing"),
+        )
+    }
+
+    /// 404 for an object.
+    pub fn object_missing(repo: &str, path: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "resource_not_found_exception",
+            format!("object [{path}] not found in repository [{repo}]"),
+        )
+    }
+
+    /// 409: someone else changed the state first.
+    pub fn conflict(what: &str) -> Self {
+        Self::new(
+            StatusCode::CONFLICT,
+            "version_conflict_engine_exception",
+            format!("{what} was changed concurrently; read it again and retry"),
+        )
+    }
+
+    /// 500 with a generic reason; the detail goes to the log only.
+    pub fn internal(detail: &dyn std::fmt::Display) -> Self {
+        tracing::error!(error = %detail, "internal error");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "exception",
+            "internal error; see the server log",
+        )
+    }
+
+    /// The JSON body.
+    #[must_use]
+    pub fn body(&self) -> serde_json::Value {
+        json!({
+            "error": {
+                "root_cause": [{ "type": self.kind, "reason": self.reason }],
+                "type": self.kind,
+                "reason": self.reason,
+            },
+            "status": self.status.as_u16(),
+        })
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut r = (self.status, axum::Json(self.body())).into_response();
+        if self.challenge {
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"OpenSearch Security\""),
+            );
+        }
+        r
+    }
+}
+
+/// Maps a repository error to an answer. Storage and provider details stay in the log.
+pub(crate) fn from_store(repo: &str, path: Option<&str>, e: encrypt_repo_store::Error) -> ApiError {
+    use encrypt_repo_store::Error as E;
+    match e {
+        E::Store(object_store::Error::NotFound { .. }) => {
+            ApiError::object_missing(repo, path.unwrap_or(""))
+        }
+        E::Store(s) => from_object_store(repo, path, s),
+        E::RegistrationConflict { field, .. } => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "repository_exception",
+            format!(
+                "[{repo}] is already registered with a different {field}; changing it would make existing data unreadable"
+            ),
+        ),
+        E::Setting { setting, problem } => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "repository_exception",
+            format!("[{repo}] invalid setting {setting}: {problem}"),
+        ),
+        E::Locked { .. } => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "repository_locked_exception",
+            format!("[{repo}] is locked: its key provider reports the key unusable"),
+        ),
+        E::ReadOnly(_) => ApiError::new(
+            StatusCode::FORBIDDEN,
+            "repository_exception",
+            format!("[{repo}] is read-only"),
+        ),
+        E::Reserved(p) => ApiError::bad_request(format!(
+            "[{p}] is inside the reserved prefix .encrypt-repo/"
+        )),
+        E::Range { message, .. } => ApiError::new(
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            "range_not_satisfiable",
+            message,
+        ),
+        E::UnknownDataKey(id) => ApiError::new(
+            StatusCode::NOT_FOUND,
+            "resource_not_found_exception",
+            format!("data key {id} is not in the keyring of [{repo}]"),
+        ),
+        E::Object { .. }
+        | E::MissingDataKey { .. }
+        | E::DataKey { .. }
+        | E::DataKeyShredded { .. }
+        | E::ChunkSizeMismatch { .. } => {
+            tracing::warn!(repository = repo, error = %e, "object failed verification");
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "verification_exception",
+                format!(
+                    "object [{}] in [{repo}] cannot be decrypted or failed verification",
+                    path.unwrap_or("")
+                ),
+            )
+        }
+        E::Keys(
+            k @ (encrypt_repo_keys::Error::UnknownProvider { .. }
+            | encrypt_repo_keys::Error::Setting { .. }
+            | encrypt_repo_keys::Error::WrongMasterKey { .. }),
+        ) => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "repository_exception",
+            format!("[{repo}] {k}"),
+        ),
+        E::Keys(k @ encrypt_repo_keys::Error::KeyUnavailable { .. }) => {
+            tracing::warn!(repository = repo, error = %k, "key unavailable");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "repository_locked_exception",
+                format!("[{repo}] the key provider reports the key unusable"),
+            )
+        }
+        E::Keys(k) => {
+            tracing::warn!(repository = repo, error = %k, "key provider error");
+            ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "key_provider_exception",
+                format!("[{repo}] the key provider failed; see the server log"),
+            )
+        }
+        other => ApiError::internal(&other),
+    }
+}
+
+/// Maps a storage error.
+pub(crate) fn from_object_store(
+    repo: &str,
+    path: Option<&str>,
+    e: object_store::Error,
+) -> ApiError {
+    use object_store::Error as E;
+    match &e {
+        E::NotFound { .. } => ApiError::object_missing(repo, path.unwrap_or("")),
+        E::Precondition { .. } | E::NotModified { .. } => ApiError::new(
+            StatusCode::PRECONDITION_FAILED,
+            "precondition_failed",
+            "precondition failed",
+        ),
+        E::AlreadyExists { .. } => ApiError::conflict(path.unwrap_or("the object")),
+        E::InvalidPath { .. } => ApiError::bad_request("invalid object path"),
+        E::Generic { source, .. } => {
+            // The encrypting store wraps its own errors in Generic.
+            if let Some(s) = source.downcast_ref::<encrypt_repo_store::Error>() {
+                return from_store_ref(repo, path, s);
+            }
+            tracing::warn!(repository = repo, error = %e, "storage error");
+            ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "storage_exception",
+                format!("[{repo}] the storage service failed; see the server log"),
+            )
+        }
+        _ => {
+            tracing::warn!(repository = repo, error = %e, "storage error");
+            ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "storage_exception",
+                format!("[{repo}] the storage service failed; see the server log"),
+            )
+        }
+    }
+}
+
+fn from_store_ref(repo: &str, path: Option<&str>, e: &encrypt_repo_store::Error) -> ApiError {
+    use encrypt_repo_store::Error as E;
+    let status = |s, k, r: String| ApiError::new(s, k, r);
+    match e {
+        E::Locked { .. } => status(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "repository_locked_exception",
+            format!("[{repo}] is locked: its key provider reports the key unusable"),
+        ),
+        E::Range { message, .. } => status(
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            "range_not_satisfiable",
+            message.clone(),
+        ),
+        E::Reserved(p) => ApiError::bad_request(format!(
+            "[{p}] is inside the reserved prefix .encrypt-repo/"
+        )),
+        E::ReadOnly(_) => status(
+            StatusCode::FORBIDDEN,
+            "repository_exception",
+            format!("[{repo}] is read-only"),
+        ),
+        E::Keys(_) => {
+            tracing::warn!(repository = repo, error = %e, "key provider error");
+            status(
+                StatusCode::BAD_GATEWAY,
+                "key_provider_exception",
+                format!("[{repo}] the key provider failed; see the server log"),
+            )
+        }
+        _ => {
+            tracing::warn!(repository = repo, error = %e, "object failed verification");
+            status(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "verification_exception",
+                format!(
+                    "object [{}] in [{repo}] cannot be decrypted or failed verification",
+                    path.unwrap_or("")
+                ),
+            )
+        }
+    }
+}

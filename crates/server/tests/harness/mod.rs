@@ -1,0 +1,201 @@
+//! Shared helpers of the server's tests: a node over a temporary system repository, requests
+//! without a socket, users with a given role.
+
+#![allow(dead_code, unreachable_pub, missing_docs)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, Request, StatusCode};
+use base64::Engine as _;
+use bytes::Bytes;
+use encrypt_repo_server::{App, ServerConfig, provider_registry};
+use http_body_util::BodyExt as _;
+use serde_json::{Value, json};
+use tower::ServiceExt as _;
+
+pub const ADMIN_PASSWORD: &str = "admin-Pa55word";
+
+/// A config for a node whose system repository and fs roots live in `dir`.
+pub fn config_yaml(dir: &Path, reload_seconds: u64, extra_http: &str) -> String {
+    format!(
+        r#"
+_meta: {{ type: config, config_version: 2 }}
+config:
+  dynamic:
+    http:
+      anonymous_auth_enabled: false
+      {extra_http}
+    authc:
+      basic_internal_auth_domain:
+        http_enabled: true
+        order: 0
+        http_authenticator: {{ type: basic, challenge: true }}
+        authentication_backend: {{ type: intern }}
+server:
+  listen: 127.0.0.1:0
+  reload_interval_seconds: {reload_seconds}
+  fs_roots: [ "{roots}" ]
+  system_repository:
+    type: fs
+    settings: {{ location: "{sys}" }}
+    encrypted: true
+    crypto_settings:
+      key_provider_name: system
+      key_provider_type: local
+      settings: {{ key_file: "{key}" }}
+"#,
+        roots = dir.join("repos").display(),
+        sys = dir.join("system").display(),
+        key = dir.join("system.key").display(),
+    )
+}
+
+pub struct Node {
+    pub dir: PathBuf,
+    pub app: Arc<App>,
+    pub router: Router,
+}
+
+pub async fn node_in(dir: &Path, yaml: &str) -> Node {
+    std::fs::create_dir_all(dir.join("repos")).expect("repos dir");
+    let config = ServerConfig::from_yaml(yaml).expect("valid config");
+    let app = App::start(config, provider_registry(), || {
+        Ok(zeroize::Zeroizing::new(ADMIN_PASSWORD.to_owned()))
+    })
+    .await
+    .expect("node starts");
+    let router = encrypt_repo_server::api::router(app.clone());
+    Node {
+        dir: dir.to_owned(),
+        app,
+        router,
+    }
+}
+
+pub async fn node(dir: &Path) -> Node {
+    node_in(dir, &config_yaml(dir, 3600, "")).await
+}
+
+pub fn basic(user: &str, password: &str) -> String {
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+    )
+}
+
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "not JSON ({e}): {:?} (status {})",
+                String::from_utf8_lossy(&self.body),
+                self.status
+            )
+        })
+    }
+
+    /// The OpenSearch-shaped error type.
+    pub fn error_type(&self) -> String {
+        let v = self.json();
+        assert_eq!(v["status"], self.status.as_u16(), "{v}");
+        assert_eq!(
+            v["error"]["root_cause"][0]["type"], v["error"]["type"],
+            "{v}"
+        );
+        v["error"]["type"].as_str().expect("error.type").to_owned()
+    }
+
+    pub fn reason(&self) -> String {
+        self.json()["error"]["reason"]
+            .as_str()
+            .expect("error.reason")
+            .to_owned()
+    }
+}
+
+impl Node {
+    pub async fn call(
+        &self,
+        method: Method,
+        uri: &str,
+        auth: Option<(&str, &str)>,
+        headers: &[(&str, &str)],
+        body: impl Into<Body>,
+    ) -> Reply {
+        let mut req = Request::builder().method(method).uri(uri);
+        if let Some((u, p)) = auth {
+            req = req.header("authorization", basic(u, p));
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = self
+            .router
+            .clone()
+            .oneshot(req.body(body.into()).expect("request"))
+            .await
+            .expect("infallible");
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let body = resp.into_body().collect().await.expect("body").to_bytes();
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    /// As admin.
+    pub async fn admin(&self, method: Method, uri: &str, body: impl Into<Body>) -> Reply {
+        self.call(method, uri, Some(("admin", ADMIN_PASSWORD)), &[], body)
+            .await
+    }
+
+    pub fn repo_body(&self, name: &str) -> Value {
+        json!({
+            "type": "fs",
+            "settings": { "location": self.dir.join("repos").join(name).to_str().expect("utf-8") },
+            "encrypted": true,
+            "crypto_settings": {
+                "key_provider_name": "main",
+                "key_provider_type": "local",
+                "settings": { "key_file": self.dir.join(format!("{name}.key")).to_str().expect("utf-8") }
+            }
+        })
+    }
+
+    /// Registers repository `name` as admin.
+    pub async fn register(&self, name: &str) {
+        let r = self
+            .admin(
+                Method::PUT,
+                &format!("/_snapshot/{name}"),
+                self.repo_body(name).to_string(),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r);
+        assert_eq!(r.json(), json!({ "acknowledged": true }));
+    }
+
+    /// Creates user `name` with `password` and direct roles.
+    pub async fn user(&self, name: &str, password: &str, roles: &[&str]) {
+        let r = self
+            .admin(
+                Method::PUT,
+                &format!("/_plugins/_security/api/internalusers/{name}"),
+                json!({ "password": password, "opendistro_security_roles": roles }).to_string(),
+            )
+            .await;
+        assert!(r.status.is_success(), "{r:?}");
+    }
+}

@@ -1,0 +1,224 @@
+//! Separate `encrypt-repo-server` processes on loopback sharing one system repository.
+
+mod harness;
+
+use std::io::{BufRead as _, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use harness::{ADMIN_PASSWORD, config_yaml};
+use reqwest::StatusCode;
+use serde_json::json;
+
+const BIN: &str = env!("CARGO_BIN_EXE_encrypt-repo-server");
+
+/// A server process, killed when dropped.
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn write_config(dir: &Path, name: &str, reload: u64) -> std::path::PathBuf {
+    std::fs::create_dir_all(dir.join("repos")).expect("repos");
+    let path = dir.join(name);
+    std::fs::write(&path, config_yaml(dir, reload, "")).expect("config");
+    path
+}
+
+fn start(config: &Path, password: Option<&str>) -> Server {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("--config")
+        .arg(config)
+        .env_remove("ENCRYPT_REPO_ADMIN_PASSWORD")
+        .env_remove("ENCRYPT_REPO_ADMIN_PASSWORD_FILE")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    if let Some(p) = password {
+        cmd.env("ENCRYPT_REPO_ADMIN_PASSWORD", p);
+    }
+    let mut child = cmd.spawn().expect("spawn encrypt-repo-server");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("read stdout");
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_owned();
+    Server {
+        child,
+        base: format!("http://{addr}"),
+    }
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("client")
+}
+
+async fn put_user(s: &Server, name: &str, password: &str) -> StatusCode {
+    client()
+        .put(format!(
+            "{}/_plugins/_security/api/internalusers/{name}",
+            s.base
+        ))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .json(&json!({ "password": password }))
+        .send()
+        .await
+        .expect("put user")
+        .status()
+}
+
+async fn authinfo(s: &Server, user: &str, password: &str) -> StatusCode {
+    client()
+        .get(format!("{}/_plugins/_security/authinfo", s.base))
+        .basic_auth(user, Some(password))
+        .send()
+        .await
+        .expect("authinfo")
+        .status()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_created_on_one_node_logs_in_on_the_other_within_the_reload_interval() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(dir.path(), "config.yml", 1);
+    let a = start(&config, Some(ADMIN_PASSWORD));
+    let b = start(&config, None); // not a first start: no password needed
+    assert_eq!(
+        authinfo(&b, "carol", "carol-pw-1").await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        put_user(&a, "carol", "carol-pw-1").await,
+        StatusCode::CREATED
+    );
+    assert_eq!(authinfo(&a, "carol", "carol-pw-1").await, StatusCode::OK);
+    // The reload interval is 1 s; allow ten intervals before calling it a failure.
+    let mut seen = false;
+    for _ in 0..50 {
+        if authinfo(&b, "carol", "carol-pw-1").await == StatusCode::OK {
+            seen = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(seen, "node b never saw the user created on node a");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_conflicting_updates_give_one_success_and_one_409() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // No reload during the test: both nodes hold the same generation when the updates arrive.
+    let config = write_config(dir.path(), "config.yml", 3600);
+    let a = start(&config, Some(ADMIN_PASSWORD));
+    let b = start(&config, None);
+    let (ra, rb) = tokio::join!(
+        put_user(&a, "dave", "dave-pw-from-a"),
+        put_user(&b, "dave", "dave-pw-from-b")
+    );
+    let mut statuses = [ra, rb];
+    statuses.sort();
+    assert_eq!(
+        statuses,
+        [StatusCode::CREATED, StatusCode::CONFLICT],
+        "{ra} {rb}"
+    );
+    let (winner, password) = if ra == StatusCode::CREATED {
+        (&a, "dave-pw-from-a")
+    } else {
+        (&b, "dave-pw-from-b")
+    };
+    assert_eq!(authinfo(winner, "dave", password).await, StatusCode::OK);
+}
+
+#[test]
+fn the_first_start_needs_an_admin_password() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(dir.path(), "config.yml", 5);
+    let out = Command::new(BIN)
+        .arg("--config")
+        .arg(&config)
+        .env_remove("ENCRYPT_REPO_ADMIN_PASSWORD")
+        .env_remove("ENCRYPT_REPO_ADMIN_PASSWORD_FILE")
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("ENCRYPT_REPO_ADMIN_PASSWORD"), "{stderr}");
+    assert!(out.stdout.is_empty(), "never listened");
+
+    // From a file instead.
+    let file = dir.path().join("admin.pw");
+    std::fs::write(&file, "from-a-file-123\n").expect("write");
+    let mut child = Command::new(BIN)
+        .arg("--config")
+        .arg(&config)
+        .env_remove("ENCRYPT_REPO_ADMIN_PASSWORD")
+        .env("ENCRYPT_REPO_ADMIN_PASSWORD_FILE", &file)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("line");
+    let s = Server {
+        child,
+        base: format!("http://{}", line.trim().trim_start_matches("listening on ")),
+    };
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        assert_eq!(
+            authinfo(&s, "admin", "from-a-file-123").await,
+            StatusCode::OK
+        );
+    });
+}
+
+#[test]
+fn invalid_configuration_refuses_to_start_naming_the_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (from, to, expected) in [
+        (
+            "order: 0",
+            "order: zero",
+            "config.dynamic.authc.basic_internal_auth_domain.order",
+        ),
+        (
+            "type: basic",
+            "type: kerberos",
+            "kerberos authentication is not supported",
+        ),
+        ("type: intern", "type: ldap", "ldap is not supported"),
+        ("reload_interval_seconds:", "reload_every:", "reload_every"),
+    ] {
+        let path = dir.path().join("bad.yml");
+        let text = config_yaml(dir.path(), 5, "").replacen(from, to, 1);
+        std::fs::write(&path, text).expect("write");
+        let out = Command::new(BIN)
+            .arg("--config")
+            .arg(&path)
+            .env("ENCRYPT_REPO_ADMIN_PASSWORD", "x-123456")
+            .output()
+            .expect("run");
+        assert_eq!(out.status.code(), Some(1), "{to}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(expected), "{to}: {stderr}");
+    }
+    let out = Command::new(BIN).output().expect("run");
+    assert_eq!(out.status.code(), Some(2));
+}
