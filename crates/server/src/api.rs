@@ -126,14 +126,15 @@ impl FromRequestParts<Shared> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, app: &Shared) -> Result<Self, ApiError> {
-        let remote = parts
+        let peer = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0.ip());
+        let client = app.authn.client_ip(peer, &parts.headers);
         let model = app.loaded().model.clone();
         let subject = app
             .authn
-            .authenticate(&model, &parts.headers, remote)
+            .authenticate(&model, &parts.headers, parts.uri.query(), client)
             .await?;
         let roles = model.roles_of(&subject);
         Ok(Self {

@@ -97,6 +97,12 @@ pub struct Dynamic {
     /// Authorization domains by name (only `noop` is supported; LDAP is refused).
     #[serde(default)]
     pub authz: BTreeMap<String, AuthzDomain>,
+    /// Failed-login rate limits (`type: ip` or `type: username`, with `allowed_tries`,
+    /// `time_window_seconds`, `block_expiry_seconds`, `max_blocked_clients`,
+    /// `max_tracked_clients`). A kind that is not configured uses OpenSearch's defaults: 10
+    /// failures within an hour block the address or user for 10 minutes.
+    #[serde(default)]
+    pub auth_failure_listeners: BTreeMap<String, serde_json::Value>,
     /// Accepted for compatibility with OpenSearch files; ignored.
     #[serde(default)]
     pub description: Option<String>,
@@ -394,6 +400,8 @@ impl ServerConfig {
                 "must be true: the system repository holds password hashes",
             );
         }
+        // jwt settings, rate limits and xff patterns are checked by building them.
+        crate::authn::Authenticator::new(self)?;
         Ok(())
     }
 
@@ -467,7 +475,7 @@ config:
         http_authenticator:
           type: jwt
           challenge: false
-          config: { signing_key: "a3M5MjEwamRqOTAxOTJqZDE=", jwt_header: Authorization }
+          config: { signing_key: "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=", jwt_header: Authorization }
         authentication_backend: { type: noop }
     authz: {}
 server:

@@ -3,54 +3,12 @@
 
 mod harness;
 
-use std::net::SocketAddr;
-
 use bytes::Bytes;
 use encrypt_repo_server::{App, ServerConfig, provider_registry};
 use futures::StreamExt as _;
-use harness::{ADMIN_PASSWORD, config_yaml};
+use harness::{ADMIN_PASSWORD, config_yaml, start};
 use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
-
-struct Running {
-    base: String,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<Result<(), encrypt_repo_server::Error>>,
-}
-
-/// Bootstraps the system repository in `dir` (so `serve` needs no environment variable), then
-/// serves it on a free loopback port.
-async fn start(dir: &std::path::Path) -> Running {
-    std::fs::create_dir_all(dir.join("repos")).expect("repos");
-    let yaml = config_yaml(dir, 3600, "");
-    drop(
-        App::start(
-            ServerConfig::from_yaml(&yaml).expect("config"),
-            provider_registry(),
-            || Ok(zeroize::Zeroizing::new(ADMIN_PASSWORD.to_owned())),
-        )
-        .await
-        .expect("bootstrap"),
-    );
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let (addr_tx, addr_rx) = tokio::sync::oneshot::channel::<SocketAddr>();
-    let config = ServerConfig::from_yaml(&yaml).expect("config");
-    let task = tokio::spawn(encrypt_repo_server::serve_with(
-        config,
-        async move {
-            let _ = stop_rx.await;
-        },
-        Some(Box::new(move |a| {
-            let _ = addr_tx.send(a);
-        })),
-    ));
-    let addr = addr_rx.await.expect("server bound");
-    Running {
-        base: format!("http://{addr}"),
-        stop: Some(stop_tx),
-        task,
-    }
-}
 
 fn client() -> Client {
     Client::builder().no_proxy().build().expect("client")
@@ -65,7 +23,7 @@ fn sha256(data: &[u8]) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_over_loopback_streams_objects_both_ways() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut s = start(dir.path()).await;
+    let mut s = start(dir.path(), &config_yaml(dir.path(), 3600, "")).await;
     let c = client();
     let url = |p: &str| format!("{}{p}", s.base);
 

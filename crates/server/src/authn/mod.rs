@@ -19,28 +19,244 @@ pub mod ratelimit;
 pub mod xff;
 
 use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
 
 use axum::http::{HeaderMap, header};
 use base64::Engine as _;
 use zeroize::Zeroizing;
 
 use crate::config::{AuthenticatorKind, ServerConfig};
-use crate::error::{ApiError, Result};
+use crate::error::{ApiError, Error, Result};
 use crate::security::{ANONYMOUS_BACKEND_ROLE, ANONYMOUS_USER, SecurityModel, Subject};
+use ratelimit::{LoginRateLimiter, RateLimitConfig};
+use xff::XffResolver;
+
+/// How one configured domain authenticates.
+#[derive(Debug, Clone)]
+enum Method {
+    Basic,
+    Jwt(Arc<jwt::JwtAuthenticator>),
+}
 
 /// One configured domain.
 #[derive(Debug, Clone)]
 struct Domain {
     name: String,
-    kind: AuthenticatorKind,
+    method: Method,
     challenge: bool,
 }
 
-/// The authentication chain built from the configuration.
+/// The authentication chain built from the configuration, with the failed-login limiter and
+/// the client-address resolver.
 #[derive(Debug, Clone)]
 pub struct Authenticator {
     domains: Vec<Domain>,
     anonymous: bool,
+    limiter: Arc<LoginRateLimiter>,
+    xff: XffResolver,
+}
+
+/// The address used for requests whose peer is unknown (tests without a socket).
+const UNKNOWN_PEER: IpAddr = IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED);
+
+fn rate_limits(config: &ServerConfig) -> Result<LoginRateLimiter> {
+    let mut ip = RateLimitConfig::default();
+    let mut user = RateLimitConfig::default();
+    for (name, v) in &config.config.dynamic.auth_failure_listeners {
+        let key = format!("config.dynamic.auth_failure_listeners.{name}");
+        let mut map = match v {
+            serde_json::Value::Object(m) => m.clone(),
+            _ => return Err(Error::Config(format!("{key}: must be a map"))),
+        };
+        let kind = map.remove("type");
+        // OpenSearch names the backend a username listener applies to; only intern exists here.
+        map.remove("authentication_backend");
+        let parsed: RateLimitConfig = serde_json::from_value(serde_json::Value::Object(map))
+            .map_err(|e| Error::Config(format!("{key}: {e}")))?;
+        parsed
+            .validate()
+            .map_err(|e| Error::Config(format!("{key}.{}: must be greater than 0", e.key)))?;
+        match kind.as_ref().and_then(|k| k.as_str()) {
+            Some("ip") => ip = parsed,
+            Some("username") => user = parsed,
+            _ => {
+                return Err(Error::Config(format!("{key}.type: must be ip or username")));
+            }
+        }
+    }
+    LoginRateLimiter::new(ip, user)
+        .map_err(|e| Error::Config(format!("config.dynamic.auth_failure_listeners: {e}")))
+}
+
+fn xff_resolver(config: &ServerConfig) -> Result<XffResolver> {
+    let x = &config.config.dynamic.http.xff;
+    if !x.enabled {
+        return Ok(XffResolver::disabled());
+    }
+    let bad = |e: xff::ConfigError| Error::Config(format!("config.dynamic.http.xff.{e}"));
+    XffResolver::new(
+        x.internal_proxies.as_deref().unwrap_or_default(),
+        &x.remote_ip_header,
+    )
+    .map_err(bad)?
+    .with_trusted_proxies(x.trusted_proxies.as_deref())
+    .map_err(bad)
+}
+
+impl Authenticator {
+    /// The chain of `config`'s HTTP-enabled domains.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the key: an unsupported domain type, an unusable `jwt`
+    /// configuration, rate limit or xff setting.
+    pub fn new(config: &ServerConfig) -> Result<Self> {
+        let mut domains = Vec::new();
+        for (name, d) in config.domains() {
+            let key = format!("config.dynamic.authc.{name}");
+            let method = match d.authenticator_kind(&key)? {
+                AuthenticatorKind::Basic => Method::Basic,
+                AuthenticatorKind::Jwt => {
+                    let key = format!("{key}.http_authenticator.config");
+                    let c = jwt::JwtConfig::from_value(d.http_authenticator.config.clone())
+                        .map_err(|e| Error::Config(format!("{key}: {e}")))?;
+                    let a = jwt::JwtAuthenticator::new(c)
+                        .map_err(|e| Error::Config(format!("{key}.{e}")))?;
+                    Method::Jwt(Arc::new(a))
+                }
+            };
+            domains.push(Domain {
+                name: name.to_owned(),
+                method,
+                challenge: d.http_authenticator.challenge,
+            });
+        }
+        Ok(Self {
+            domains,
+            anonymous: config.config.dynamic.http.anonymous_auth_enabled,
+            limiter: Arc::new(rate_limits(config)?),
+            xff: xff_resolver(config)?,
+        })
+    }
+
+    /// The client address of a request from `peer`: the remote-IP header is used only when
+    /// `peer` is one of the `internalProxies`.
+    #[must_use]
+    pub fn client_ip(&self, peer: Option<IpAddr>, headers: &HeaderMap) -> Option<IpAddr> {
+        peer.map(|p| self.xff.client_ip(p, headers))
+    }
+
+    /// Authenticates a request from client address `client` (after xff resolution).
+    ///
+    /// # Errors
+    /// 401 (with a challenge when configured), also while the address or user is blocked by
+    /// the failed-login limiter.
+    pub async fn authenticate(
+        &self,
+        model: &Arc<SecurityModel>,
+        headers: &HeaderMap,
+        query: Option<&str>,
+        client: Option<IpAddr>,
+    ) -> Result<Subject, ApiError> {
+        let ip = client.unwrap_or(UNKNOWN_PEER);
+        let mut presented = false;
+        let mut challenge = false;
+        for d in &self.domains {
+            let outcome = match &d.method {
+                Method::Basic => {
+                    challenge |= d.challenge;
+                    match basic_credentials(headers) {
+                        Ok(Some(creds)) => self.basic(model, d, creds, ip).await,
+                        Ok(None) => continue,
+                        Err(_) => Err(()),
+                    }
+                }
+                Method::Jwt(j) => self.jwt(j, d, headers, query, ip),
+            };
+            match outcome {
+                Ok(Some(mut s)) => {
+                    s.remote_ip = client;
+                    return Ok(s);
+                }
+                Ok(None) => continue,
+                Err(()) => presented = true,
+            }
+        }
+        if !presented && self.anonymous {
+            return Ok(Subject {
+                name: ANONYMOUS_USER.into(),
+                backend_roles: vec![ANONYMOUS_BACKEND_ROLE.into()],
+                direct_roles: Vec::new(),
+                remote_ip: client,
+            });
+        }
+        let mut e = ApiError::unauthorized();
+        e.challenge = challenge;
+        Err(e)
+    }
+
+    /// `Ok(Some)`: accepted; `Err`: credentials presented and refused.
+    async fn basic(
+        &self,
+        model: &Arc<SecurityModel>,
+        d: &Domain,
+        creds: BasicCredentials,
+        ip: IpAddr,
+    ) -> Result<Option<Subject>, ()> {
+        let user = creds.user.clone();
+        if let Err(blocked) = self.limiter.check(ip, Some(&user), Instant::now()) {
+            tracing::warn!(domain = %d.name, user = %user, remote = %ip, by = ?blocked.by, "login refused: too many failures");
+            return Err(());
+        }
+        let m = model.clone();
+        let verified = tokio::task::spawn_blocking(move || verify_basic(&m, &creds))
+            .await
+            .ok()
+            .flatten();
+        match verified {
+            Some(s) => {
+                self.limiter.record_success(ip, Some(&user), Instant::now());
+                Ok(Some(s))
+            }
+            None => {
+                self.limiter.record_failure(ip, Some(&user), Instant::now());
+                tracing::info!(domain = %d.name, user = %user, remote = %ip, "authentication failed");
+                Err(())
+            }
+        }
+    }
+
+    fn jwt(
+        &self,
+        j: &jwt::JwtAuthenticator,
+        d: &Domain,
+        headers: &HeaderMap,
+        query: Option<&str>,
+        ip: IpAddr,
+    ) -> Result<Option<Subject>, ()> {
+        if let Err(blocked) = self.limiter.check(ip, None, Instant::now()) {
+            // Only refuse when a token is actually presented.
+            if matches!(j.authenticate(headers, query, SystemTime::now()), Ok(None)) {
+                return Ok(None);
+            }
+            tracing::warn!(domain = %d.name, remote = %ip, by = ?blocked.by, "token refused: too many failures");
+            return Err(());
+        }
+        match j.authenticate(headers, query, SystemTime::now()) {
+            Ok(None) => Ok(None),
+            Ok(Some(id)) => Ok(Some(Subject {
+                name: id.subject,
+                backend_roles: id.backend_roles,
+                direct_roles: Vec::new(),
+                remote_ip: None,
+            })),
+            Err(e) => {
+                self.limiter.record_failure(ip, None, Instant::now());
+                tracing::info!(domain = %d.name, remote = %ip, error = %e, "token refused");
+                Err(())
+            }
+        }
+    }
 }
 
 /// Basic credentials. `Debug` hides the password, which is wiped on drop.
@@ -105,88 +321,6 @@ pub fn verify_basic(model: &SecurityModel, creds: &BasicCredentials) -> Option<S
             crate::password::dummy_verify(&creds.password);
             None
         }
-    }
-}
-
-impl Authenticator {
-    /// The chain of `config`'s HTTP-enabled domains.
-    ///
-    /// # Errors
-    /// A domain type that is not supported (already refused by
-    /// [`ServerConfig::validate`]).
-    pub fn new(config: &ServerConfig) -> Result<Self> {
-        let mut domains = Vec::new();
-        for (name, d) in config.domains() {
-            let kind = d.authenticator_kind(&format!("config.dynamic.authc.{name}"))?;
-            domains.push(Domain {
-                name: name.to_owned(),
-                kind,
-                challenge: d.http_authenticator.challenge,
-            });
-        }
-        Ok(Self {
-            domains,
-            anonymous: config.config.dynamic.http.anonymous_auth_enabled,
-        })
-    }
-
-    /// Authenticates a request.
-    ///
-    /// # Errors
-    /// 401 (with a challenge when configured).
-    pub async fn authenticate(
-        &self,
-        model: &std::sync::Arc<SecurityModel>,
-        headers: &HeaderMap,
-        remote_ip: Option<IpAddr>,
-    ) -> Result<Subject, ApiError> {
-        let mut presented = false;
-        let mut challenge = false;
-        for d in &self.domains {
-            match d.kind {
-                AuthenticatorKind::Basic => {
-                    challenge |= d.challenge;
-                    let creds = match basic_credentials(headers) {
-                        Ok(Some(c)) => c,
-                        Ok(None) => continue,
-                        Err(_) => {
-                            presented = true;
-                            continue;
-                        }
-                    };
-                    presented = true;
-                    let m = model.clone();
-                    let user = creds.user.clone();
-                    let verified = tokio::task::spawn_blocking(move || verify_basic(&m, &creds))
-                        .await
-                        .ok()
-                        .flatten();
-                    match verified {
-                        Some(mut s) => {
-                            s.remote_ip = remote_ip;
-                            return Ok(s);
-                        }
-                        None => {
-                            tracing::info!(domain = %d.name, user = %user, remote = ?remote_ip, "authentication failed");
-                        }
-                    }
-                }
-                AuthenticatorKind::Jwt => {
-                    // Wired once the jwt authenticator lands (authn::jwt).
-                }
-            }
-        }
-        if !presented && self.anonymous {
-            return Ok(Subject {
-                name: ANONYMOUS_USER.into(),
-                backend_roles: vec![ANONYMOUS_BACKEND_ROLE.into()],
-                direct_roles: Vec::new(),
-                remote_ip,
-            });
-        }
-        let mut e = ApiError::unauthorized();
-        e.challenge = challenge;
-        Err(e)
     }
 }
 

@@ -20,6 +20,18 @@ pub const ADMIN_PASSWORD: &str = "admin-Pa55word";
 
 /// A config for a node whose system repository and fs roots live in `dir`.
 pub fn config_yaml(dir: &Path, reload_seconds: u64, extra_http: &str) -> String {
+    config_yaml_with(dir, reload_seconds, extra_http, "", "")
+}
+
+/// Like [`config_yaml`], with lines added under `config.dynamic` (indent 4) and
+/// `config.dynamic.authc` (indent 6).
+pub fn config_yaml_with(
+    dir: &Path,
+    reload_seconds: u64,
+    extra_http: &str,
+    extra_dynamic: &str,
+    extra_authc: &str,
+) -> String {
     format!(
         r#"
 _meta: {{ type: config, config_version: 2 }}
@@ -34,6 +46,8 @@ config:
         order: 0
         http_authenticator: {{ type: basic, challenge: true }}
         authentication_backend: {{ type: intern }}
+{extra_authc}
+{extra_dynamic}
 server:
   listen: 127.0.0.1:0
   reload_interval_seconds: {reload_seconds}
@@ -197,5 +211,52 @@ impl Node {
             )
             .await;
         assert!(r.status.is_success(), "{r:?}");
+    }
+}
+
+pub struct Running {
+    pub base: String,
+    pub stop: Option<tokio::sync::oneshot::Sender<()>>,
+    pub task: tokio::task::JoinHandle<Result<(), encrypt_repo_server::Error>>,
+}
+
+/// Bootstraps the system repository in `dir` (so `serve` needs no environment variable), then
+/// serves it on a free loopback port.
+pub async fn start(dir: &Path, yaml: &str) -> Running {
+    std::fs::create_dir_all(dir.join("repos")).expect("repos");
+    drop(
+        App::start(
+            ServerConfig::from_yaml(yaml).expect("config"),
+            provider_registry(),
+            || Ok(zeroize::Zeroizing::new(ADMIN_PASSWORD.to_owned())),
+        )
+        .await
+        .expect("bootstrap"),
+    );
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (addr_tx, addr_rx) = tokio::sync::oneshot::channel::<std::net::SocketAddr>();
+    let config = ServerConfig::from_yaml(yaml).expect("config");
+    let task = tokio::spawn(encrypt_repo_server::serve_with(
+        config,
+        async move {
+            let _ = stop_rx.await;
+        },
+        Some(Box::new(move |a| {
+            let _ = addr_tx.send(a);
+        })),
+    ));
+    let addr = addr_rx.await.expect("server bound");
+    Running {
+        base: format!("http://{addr}"),
+        stop: Some(stop_tx),
+        task,
+    }
+}
+
+impl Running {
+    /// Stops the server and checks it shut down cleanly.
+    pub async fn stop(mut self) {
+        let _ = self.stop.take().map(|t| t.send(()));
+        self.task.await.expect("join").expect("clean shutdown");
     }
 }
