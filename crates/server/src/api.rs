@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, FromRequestParts, Path, Query, State};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header, request::Parts};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
@@ -76,6 +76,39 @@ async fn not_found() -> ApiError {
         "resource_not_found_exception",
         "no handler for this method and path",
     )
+}
+
+/// A path parameter whose rejection is an API error.
+struct P<T>(T);
+
+impl<T, S> FromRequestParts<S> for P<T>
+where
+    T: serde::de::DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Path(t)| Self(t))
+            .map_err(|_| ApiError::bad_request("invalid path parameter"))
+    }
+}
+
+/// A small request body (JSON documents; at most axum's default 2 MB), whose rejection is an
+/// API error. Object bodies are streamed instead.
+struct RawBody(Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for RawBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        Bytes::from_request(req, state)
+            .await
+            .map(Self)
+            .map_err(|e| ApiError::new(e.status(), "illegal_argument_exception", e.body_text()))
+    }
 }
 
 async fn method_not_allowed() -> ApiError {
@@ -237,8 +270,8 @@ struct UserRequest {
 async fn put_user(
     State(app): State<Shared>,
     caller: Caller,
-    Path(name): Path<String>,
-    body: Bytes,
+    P(name): P<String>,
+    RawBody(body): RawBody,
 ) -> ApiResult {
     caller.cluster(actions::INTERNAL_USERS)?;
     let req: UserRequest = parse_json(&body)?;
@@ -301,11 +334,7 @@ async fn put_user(
     Ok((status, Json(json!({ "status": word, "message": format!("'{name}' {}", if created { "created" } else { "updated" }) }))).into_response())
 }
 
-async fn get_user(
-    State(app): State<Shared>,
-    caller: Caller,
-    Path(name): Path<String>,
-) -> ApiResult {
+async fn get_user(State(app): State<Shared>, caller: Caller, P(name): P<String>) -> ApiResult {
     caller.cluster(actions::INTERNAL_USERS)?;
     let loaded = app.loaded();
     let u = loaded
@@ -358,7 +387,7 @@ async fn get_all_repositories(State(app): State<Shared>, caller: Caller) -> ApiR
 async fn get_repository(
     State(app): State<Shared>,
     caller: Caller,
-    Path(repo): Path<String>,
+    P(repo): P<String>,
 ) -> ApiResult {
     caller.cluster(actions::REPOSITORY_GET)?;
     let loaded = app.loaded();
@@ -384,8 +413,8 @@ fn storage_change(a: &RegistrationRequest, b: &RegistrationRequest) -> Option<St
 async fn put_repository(
     State(app): State<Shared>,
     caller: Caller,
-    Path(repo): Path<String>,
-    body: Bytes,
+    P(repo): P<String>,
+    RawBody(body): RawBody,
 ) -> ApiResult {
     caller.cluster(actions::REPOSITORY_PUT)?;
     check_repo_name(&repo)?;
@@ -425,7 +454,7 @@ async fn put_repository(
 async fn delete_repository(
     State(app): State<Shared>,
     caller: Caller,
-    Path(repo): Path<String>,
+    P(repo): P<String>,
 ) -> ApiResult {
     caller.cluster(actions::REPOSITORY_DELETE)?;
     let loaded = app.loaded();
@@ -442,7 +471,7 @@ async fn delete_repository(
 async fn verify_repository(
     State(app): State<Shared>,
     caller: Caller,
-    Path(repo): Path<String>,
+    P(repo): P<String>,
 ) -> ApiResult {
     caller.cluster(actions::REPOSITORY_VERIFY)?;
     let store = app.repository(&repo).await?;
@@ -493,7 +522,7 @@ fn object_path(path: &str) -> ApiResult<ObjPath> {
 async fn put_object(
     State(app): State<Shared>,
     caller: Caller,
-    Path((repo, path)): Path<(String, String)>,
+    P((repo, path)): P<(String, String)>,
     body: Body,
 ) -> ApiResult {
     caller.repository(&repo, actions::DATA_WRITE)?;
@@ -586,7 +615,7 @@ fn meta_headers(r: &mut Response, meta: &object_store::ObjectMeta) {
 async fn get_object(
     State(app): State<Shared>,
     caller: Caller,
-    Path((repo, path)): Path<(String, String)>,
+    P((repo, path)): P<(String, String)>,
     headers: HeaderMap,
 ) -> ApiResult {
     caller.repository(&repo, actions::DATA_READ)?;
@@ -643,7 +672,7 @@ async fn get_object(
 async fn head_object(
     State(app): State<Shared>,
     caller: Caller,
-    Path((repo, path)): Path<(String, String)>,
+    P((repo, path)): P<(String, String)>,
 ) -> ApiResult {
     caller.repository(&repo, actions::DATA_READ)?;
     let location = object_path(&path)?;
@@ -662,7 +691,7 @@ async fn head_object(
 async fn delete_object(
     State(app): State<Shared>,
     caller: Caller,
-    Path((repo, path)): Path<(String, String)>,
+    P((repo, path)): P<(String, String)>,
 ) -> ApiResult {
     caller.repository(&repo, actions::DATA_DELETE)?;
     let location = object_path(&path)?;
@@ -694,7 +723,7 @@ fn meta_json(m: &object_store::ObjectMeta) -> Value {
 async fn list_objects(
     State(app): State<Shared>,
     caller: Caller,
-    Path(repo): Path<String>,
+    P(repo): P<String>,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult {
     caller.repository(&repo, actions::DATA_READ)?;
@@ -760,11 +789,7 @@ async fn list_objects(
 
 // --- keys ---
 
-async fn get_keys(
-    State(app): State<Shared>,
-    caller: Caller,
-    Path(repo): Path<String>,
-) -> ApiResult {
+async fn get_keys(State(app): State<Shared>, caller: Caller, P(repo): P<String>) -> ApiResult {
     caller.repository(&repo, actions::KEYS_READ)?;
     let store = app.repository(&repo).await?;
     let r = store.repository();
@@ -786,11 +811,7 @@ async fn get_keys(
     .into_response())
 }
 
-async fn rotate_keys(
-    State(app): State<Shared>,
-    caller: Caller,
-    Path(repo): Path<String>,
-) -> ApiResult {
+async fn rotate_keys(State(app): State<Shared>, caller: Caller, P(repo): P<String>) -> ApiResult {
     caller.repository(&repo, actions::KEYS_MANAGE)?;
     let store = app.repository(&repo).await?;
     store
@@ -810,8 +831,8 @@ struct RewrapRequest {
 async fn rewrap_keys(
     State(app): State<Shared>,
     caller: Caller,
-    Path(repo): Path<String>,
-    body: Bytes,
+    P(repo): P<String>,
+    RawBody(body): RawBody,
 ) -> ApiResult {
     caller.repository(&repo, actions::KEYS_MANAGE)?;
     let req: RewrapRequest = parse_json(&body)?;
@@ -861,8 +882,8 @@ struct ShredRequest {
 async fn shred_keys(
     State(app): State<Shared>,
     caller: Caller,
-    Path(repo): Path<String>,
-    body: Bytes,
+    P(repo): P<String>,
+    RawBody(body): RawBody,
 ) -> ApiResult {
     caller.repository(&repo, actions::KEYS_MANAGE)?;
     let req: ShredRequest = parse_json(&body)?;

@@ -652,6 +652,14 @@ async fn unknown_routes_and_methods_answer_json() {
     let r = n.admin(Method::GET, "/_cat/indices", "").await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     r.error_type();
+    let r = n
+        .admin(Method::PUT, "/_snapshot/x", vec![b' '; 3 << 20])
+        .await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
+    r.error_type();
+    let r = n.admin(Method::GET, "/_snapshot/%FF%FE", "").await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    r.error_type();
     let r = n.admin(Method::PATCH, "/_snapshot/x", "").await;
     assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
     r.error_type();

@@ -177,3 +177,75 @@ async fn a_first_start_without_an_admin_password_is_refused() {
     .await
     .expect("starts");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_over_tls() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("cert");
+    let cert_pem = cert.cert.pem();
+    std::fs::write(dir.path().join("cert.pem"), &cert_pem).expect("write cert");
+    std::fs::write(dir.path().join("key.pem"), cert.signing_key.serialize_pem())
+        .expect("write key");
+    let yaml = config_yaml(dir.path(), 3600, "").replace(
+        "  listen: 127.0.0.1:0\n",
+        &format!(
+            "  listen: 127.0.0.1:0\n  tls: {{ certificate: \"{}\", private_key: \"{}\" }}\n",
+            dir.path().join("cert.pem").display(),
+            dir.path().join("key.pem").display()
+        ),
+    );
+    assert!(yaml.contains("tls:"), "the config has a tls section");
+    let s = start(dir.path(), &yaml).await;
+    let port = s.base.rsplit(':').next().expect("port").to_owned();
+    let c = Client::builder()
+        .no_proxy()
+        .add_root_certificate(reqwest::Certificate::from_pem(cert_pem.as_bytes()).expect("pem"))
+        .resolve(
+            "localhost",
+            ([127, 0, 0, 1], port.parse().expect("port")).into(),
+        )
+        .build()
+        .expect("client");
+    let v: Value = c
+        .get(format!(
+            "https://localhost:{port}/_plugins/_security/authinfo"
+        ))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .send()
+        .await
+        .expect("https request")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(v["user_name"], "admin");
+    // Plain HTTP to the TLS port gets no answer.
+    let plain = client()
+        .get(format!("http://127.0.0.1:{port}/_plugins/_security/health"))
+        .send()
+        .await;
+    assert!(plain.map(|r| !r.status().is_success()).unwrap_or(true));
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn missing_tls_files_refuse_to_start_naming_the_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let yaml = config_yaml(dir.path(), 3600, "").replace(
+        "  listen: 127.0.0.1:0\n",
+        "  listen: 127.0.0.1:0\n  tls: { certificate: /nonexistent/cert.pem, private_key: /nonexistent/key.pem }\n",
+    );
+    std::fs::create_dir_all(dir.path().join("repos")).expect("repos");
+    drop(
+        App::start(
+            ServerConfig::from_yaml(&yaml).expect("config"),
+            provider_registry(),
+            || Ok(zeroize::Zeroizing::new(ADMIN_PASSWORD.to_owned())),
+        )
+        .await
+        .expect("bootstrap"),
+    );
+    let e = encrypt_repo_server::serve(ServerConfig::from_yaml(&yaml).expect("config"), async {})
+        .await
+        .expect_err("refused");
+    assert!(e.to_string().contains("server.tls"), "{e}");
+}

@@ -19,6 +19,13 @@ async fn main() -> ExitCode {
         [arg] if arg.starts_with("--config=") => arg["--config=".len()..].to_owned(),
         _ => return usage(),
     };
+    // Logs on stderr (RUST_LOG, default info); stdout carries only the "listening on" line.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter)
+        .init();
     let config = match encrypt_repo_server::ServerConfig::load(path.as_ref()) {
         Ok(c) => c,
         Err(e) => {
