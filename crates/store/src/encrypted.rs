@@ -368,7 +368,8 @@ impl<S: ObjectStore> EncryptedStore<S> {
             None => Decryptor::new(opener, self.config.batch_chunks),
             Some(_) => Decryptor::for_range(opener, &plan, self.config.batch_chunks),
         };
-        let stream = decrypt_stream(input, dec, location.to_string());
+        let piece_limit = self.config.batch_chunks.max(1) * self.repo.chunk_size().sealed_bytes();
+        let stream = decrypt_stream(input, dec, location.to_string(), piece_limit);
         Ok(GetResult {
             payload: GetResultPayload::Stream(stream),
             meta,
@@ -477,7 +478,6 @@ async fn take_header(
     Ok((header, stream))
 }
 
-/// Verified plaintext out of a ciphertext stream. After an error the stream ends.
 /// Pieces read ahead of the consumer by [`read_ahead`].
 const READ_AHEAD_PIECES: usize = 2;
 
@@ -529,16 +529,26 @@ fn read_ahead(
     .boxed()
 }
 
+/// Verified plaintext out of a ciphertext stream. After an error the stream ends.
+///
+/// Input pieces larger than `piece_limit` (a backend such as InMemory hands over a whole
+/// object as one `Bytes`) are fed to the decryptor in slices of that size, so each item of the
+/// output is at most about one batch: the first byte comes after one batch, not after the whole
+/// object, and no output buffer grows to the object's size.
 fn decrypt_stream(
     input: BoxStream<'static, object_store::Result<Bytes>>,
     dec: Decryptor,
     path: String,
+    piece_limit: usize,
 ) -> BoxStream<'static, object_store::Result<Bytes>> {
     struct State {
         input: BoxStream<'static, object_store::Result<Bytes>>,
+        /// The unfed rest of an input piece larger than `piece_limit`.
+        held: Bytes,
         dec: Option<Decryptor>,
         path: String,
     }
+    let piece_limit = piece_limit.max(1);
     let fail = |path: &str, source| {
         object_store::Error::from(Error::Object {
             path: path.to_owned(),
@@ -548,14 +558,23 @@ fn decrypt_stream(
     futures::stream::unfold(
         State {
             input,
+            held: Bytes::new(),
             dec: Some(dec),
             path,
         },
         move |mut st| async move {
             loop {
                 let dec = st.dec.as_mut()?;
-                match st.input.next().await {
-                    Some(Ok(bytes)) => {
+                let next = if st.held.is_empty() {
+                    st.input.next().await
+                } else {
+                    Some(Ok(std::mem::take(&mut st.held)))
+                };
+                match next {
+                    Some(Ok(mut bytes)) => {
+                        if bytes.len() > piece_limit {
+                            st.held = bytes.split_off(piece_limit);
+                        }
                         let mut out = Vec::new();
                         if let Err(e) = dec.push(&bytes, &mut out) {
                             st.dec = None;

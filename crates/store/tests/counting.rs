@@ -420,3 +420,50 @@ async fn parts_are_equal(chunk: Option<u64>, pieces: &[usize]) {
     let back = store.get(&loc).await.unwrap().bytes().await.unwrap();
     assert!(back == expected, "round trip: {what}");
 }
+
+/// InMemory hands a whole object to the reader as one `Bytes`: the plaintext still comes out in
+/// pieces of at most one batch (batch_chunks × chunk), so the first byte does not wait for the
+/// whole object and no buffer grows to its size.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whole_object_in_one_backend_piece_is_decrypted_one_batch_at_a_time() {
+    let keys = tempfile::tempdir().unwrap();
+    let raw = Arc::new(InMemory::new());
+    let store = encrypted(
+        raw.clone(),
+        register_local(raw.clone(), &keys.path().join("master.key"), None).await,
+    );
+    let chunk = store.repository().chunk_size().bytes();
+    let batch = encrypt_repo_store::StoreConfig::default().batch_chunks * chunk;
+    let size = 4 * batch + 12345;
+    let data: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+    let loc = Path::from("one-piece");
+    store.put(&loc, data.clone().into()).await.unwrap();
+    // The backend does hand it over in one piece.
+    let pieces: Vec<_> = raw
+        .get(&loc)
+        .await
+        .unwrap()
+        .into_stream()
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(pieces.len(), 1);
+
+    let pieces: Vec<bytes::Bytes> = store
+        .get(&loc)
+        .await
+        .unwrap()
+        .into_stream()
+        .try_collect()
+        .await
+        .unwrap();
+    assert!(pieces.len() >= 4, "{} pieces", pieces.len());
+    for p in &pieces {
+        assert!(
+            p.len() <= batch,
+            "a piece of {} bytes (batch {batch})",
+            p.len()
+        );
+    }
+    assert!(pieces.concat() == data);
+}
