@@ -23,6 +23,7 @@
 )]
 
 mod backup;
+mod bench;
 mod services;
 mod support;
 

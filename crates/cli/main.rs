@@ -105,6 +105,7 @@ async fn run(cli: &Cli, out: &Output) -> anyhow::Result<(String, serde_json::Val
         Command::Snapshots(a) => app::commands::snapshots(a, g).await,
         Command::Verify(a) => app::commands::verify(a, g, out).await,
         Command::Keys(k) => app::commands::keys(k, g, out).await,
+        Command::Bench(a) => app::bench::bench(a, out).await,
         Command::Completions(a) => {
             let shell = match a.shell {
                 app::args::Shell::Bash => clap_complete::Shell::Bash,

@@ -96,6 +96,9 @@ pub(crate) enum Command {
     /// Key lifecycle: status, rotate, rewrap, shred.
     #[command(subcommand)]
     Keys(Keys),
+    /// Measure this machine: raw AES-256-GCM, the format, and encrypted against unencrypted
+    /// puts, gets and range reads, each figure next to its baseline from the same run.
+    Bench(Bench),
     /// Print shell completions.
     Completions(Completions),
     /// Print the man page (roff) on standard output.
@@ -243,6 +246,40 @@ pub(crate) struct Backup {
     /// Key provider type for --init (ignored without it, so the variable can be set for both).
     #[arg(long, default_value = "local", env = "ENCRYPT_REPO_KEY_PROVIDER")]
     pub(crate) key_provider: String,
+}
+
+/// `bench`.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct Bench {
+    /// Bytes per object put and got.
+    #[arg(long, value_name = "SIZE", default_value = "1GiB", value_parser = size, env = "ENCRYPT_REPO_BENCH_SIZE")]
+    pub(crate) size: u64,
+    /// Bytes sealed and opened per pass by the crypto figures.
+    #[arg(long, value_name = "SIZE", default_value = "64MiB", value_parser = size)]
+    pub(crate) crypto_size: u64,
+    /// Plaintext chunk size of the format.
+    #[arg(long, value_name = "SIZE", default_value = "1MiB", value_parser = size)]
+    pub(crate) chunk_size: u64,
+    /// Backend part size of the encrypted store's multipart uploads.
+    #[arg(long, value_name = "SIZE", default_value = "5MiB", value_parser = size)]
+    pub(crate) part_size: u64,
+    /// Upload pieces (8 MiB, as `put` reads files) in flight per object.
+    #[arg(long, default_value_t = 4)]
+    pub(crate) concurrency: usize,
+    /// Rounds of each figure (the median is reported).
+    #[arg(long, default_value_t = 3)]
+    pub(crate) rounds: u32,
+    /// Directory for the local stores (a temporary directory is made inside it and removed).
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = ".",
+        env = "ENCRYPT_REPO_BENCH_DIR"
+    )]
+    pub(crate) dir: PathBuf,
+    /// Skip the InMemory pair (it holds two copies of --size in memory).
+    #[arg(long)]
+    pub(crate) skip_memory_backend: bool,
 }
 
 /// `restore`.

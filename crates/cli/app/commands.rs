@@ -24,9 +24,9 @@ use crate::app::open::{self, NotFound};
 use crate::app::output::{Output, human_bytes};
 
 /// Plaintext read from a file or stdin per upload piece.
-const PIECE: usize = 8 << 20;
+pub(crate) const PIECE: usize = 8 << 20;
 /// Part uploads in flight per object.
-const PARTS_IN_FLIGHT: usize = 4;
+pub(crate) const PARTS_IN_FLIGHT: usize = 4;
 
 type Done = (String, Value);
 

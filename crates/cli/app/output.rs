@@ -64,6 +64,16 @@ impl Output {
         bar.set_message(what.to_owned());
         Progress(Arc::new(bar))
     }
+
+    /// A progress bar counting `total` steps (hidden as [`Output::progress`] is), each step
+    /// named as it starts.
+    pub(crate) fn steps(&self, total: u64, what: &str) -> Progress {
+        let p = self.progress(Some(total), what);
+        if let Ok(style) = ProgressStyle::with_template("{msg:40} {bar:30} {pos}/{len} {elapsed}") {
+            p.0.set_style(style);
+        }
+        p
+    }
 }
 
 /// A progress bar shared with library code (implements the snapshot module's `Progress`).
@@ -73,6 +83,12 @@ pub(crate) struct Progress(Arc<ProgressBar>);
 impl Progress {
     pub(crate) fn advance(&self, n: u64) {
         self.0.inc(n);
+    }
+
+    /// Starts the next step of a [`Output::steps`] bar.
+    pub(crate) fn step(&self, what: &str) {
+        self.0.set_message(what.to_owned());
+        self.0.inc(1);
     }
 
     pub(crate) fn finish(&self) {
