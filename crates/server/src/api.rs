@@ -31,6 +31,9 @@ type ApiResult<T = Response> = Result<T, ApiError>;
 pub const UPLOAD_PART: usize = 5 << 20;
 /// Parts of one upload in flight at once.
 pub const UPLOAD_CONCURRENCY: usize = 3;
+/// Largest byte position a `Range` header may name: 2^32 chunks × 16 MiB, the largest object
+/// the container format allows.
+pub const MAX_RANGE_BOUND: u64 = 1 << 56;
 /// Most entries one listing returns.
 pub const MAX_LIST: usize = 100_000;
 
@@ -67,7 +70,14 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/_snapshot/{repo}/_keys/_shred", post(shred_keys))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        // Defence in depth: no handler is meant to panic on any input, but if one did, the
+        // client gets the generic 500 and the connection's other requests carry on.
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked))
         .with_state(app)
+}
+
+fn panicked(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    ApiError::internal(&"a handler panicked").into_response()
 }
 
 async fn not_found() -> ApiError {
@@ -577,7 +587,15 @@ fn parse_range(headers: &HeaderMap) -> ApiResult<Option<GetRange>> {
         return Err(bad());
     }
     let (a, b) = spec.split_once('-').ok_or_else(bad)?;
-    let num = |x: &str| x.trim().parse::<u64>().map_err(|_| bad());
+    // No object is larger than the format's limit (2^32 chunks of at most 16 MiB): a bound
+    // beyond it is refused here, before any offset arithmetic.
+    let num = |x: &str| {
+        x.trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|n| *n <= MAX_RANGE_BOUND)
+            .ok_or_else(bad)
+    };
     Ok(Some(match (a.trim().is_empty(), b.trim().is_empty()) {
         (false, true) => GetRange::Offset(num(a)?),
         (true, false) => GetRange::Suffix(num(b)?),

@@ -33,6 +33,7 @@
 //!       settings: { key_file: /etc/encrypt-repo/system.key }
 //! ```
 //!
+//! `crates/server/config.example.yml` is a commented example (tested to be valid).
 //! Unknown keys are refused, and every error names the key at fault
 //! (`config.dynamic.authc.basic.http_authenticator.type: …`). Kerberos, LDAP and client
 //! certificates are refused with "not supported".
@@ -500,6 +501,14 @@ server:
         assert_eq!(names, ["jwt_auth_domain", "basic_internal_auth_domain"]);
         assert!(c.config.dynamic.http.xff.enabled);
         assert_eq!(c.reload_interval(), Duration::from_secs(5));
+    }
+
+    #[test]
+    fn the_example_file_is_valid() {
+        let text = include_str!("../config.example.yml");
+        let c = ServerConfig::from_yaml(text).expect("config.example.yml is valid");
+        assert_eq!(c.server.listen, default_listen());
+        assert_eq!(c.domains().len(), 1, "jwt is there but off");
     }
 
     #[test]

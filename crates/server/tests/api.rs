@@ -286,6 +286,8 @@ async fn objects_put_get_range_head_list_delete() {
         "items=1-2",
         "bytes=-",
         "bytes=400000-",
+        "bytes=18446744073709551615-",
+        "bytes=0-18446744073709551614",
     ] {
         let r = n
             .call(
