@@ -53,7 +53,7 @@ export RESTIC_PASSWORD=peers-benchmark-password
 prep() {
     case $1 in
     cp) rm -f "$work/cp.out" ;;
-    er-put) ;;
+    er-put) rm -rf "$work/er-repo/bench" ;; # like cp's: no old copy to truncate in the timed part
     er-get) rm -f "$work/er.out" ;;
     age) rm -f "$work/out.age" ;;
     rclone) rm -rf "$work/rclone" ;;

@@ -169,6 +169,11 @@ pub(crate) struct Put {
     pub(crate) object: String,
     /// File to upload, or - for standard input (the default).
     pub(crate) file: Option<PathBuf>,
+    /// Upload pieces (8 MiB) sealed and in flight at once. Default: 2 for a local directory
+    /// (its writes to one file are serialised anyway; more only holds more memory), 4 for
+    /// object stores (overlapping requests hides their latency).
+    #[arg(long, value_name = "N", env = "ENCRYPT_REPO_PARTS_IN_FLIGHT", value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub(crate) parts_in_flight: Option<u16>,
 }
 
 /// `get`.

@@ -24,11 +24,69 @@ use crate::app::open::{self, NotFound};
 use crate::app::output::{Output, human_bytes};
 
 /// Plaintext read from a file or stdin per upload piece.
-pub(crate) const PIECE: usize = 8 << 20;
-/// Part uploads in flight per object.
+pub(crate) const PIECE: usize = 4 << 20;
+/// Part uploads in flight per object on an object store (`put --parts-in-flight`).
 pub(crate) const PARTS_IN_FLIGHT: usize = 4;
+/// The same on a local directory, whose writes to one file are serialised.
+const LOCAL_PARTS_IN_FLIGHT: usize = 2;
+/// Pieces a reader (put) or writer (get) thread runs ahead of or behind the transfer.
+const READ_AHEAD: usize = 2;
 
 type Done = (String, Value);
+
+/// Read buffers that come back when the last `Bytes` over them is dropped (the upload drops a
+/// piece once it is sealed), so a long upload reuses a few buffers instead of allocating and
+/// zeroing a fresh one per piece. Holds at most [`BufferPool::KEEP`] idle buffers.
+#[derive(Debug, Clone, Default)]
+struct BufferPool(Arc<std::sync::Mutex<Vec<Vec<u8>>>>);
+
+/// A pooled buffer's first `len` bytes, returned to the pool on drop.
+struct Pooled {
+    buf: Vec<u8>,
+    len: usize,
+    pool: BufferPool,
+}
+
+impl AsRef<[u8]> for Pooled {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+impl Drop for Pooled {
+    fn drop(&mut self) {
+        let buf = std::mem::take(&mut self.buf);
+        if let Ok(mut idle) = self.pool.0.lock()
+            && idle.len() < BufferPool::KEEP
+        {
+            idle.push(buf);
+        }
+    }
+}
+
+impl BufferPool {
+    /// Enough for the pieces read ahead, being read and being sealed (a piece is dropped once
+    /// sealed, before its part is written).
+    const KEEP: usize = READ_AHEAD + 2;
+
+    /// A buffer of exactly `len` bytes (contents unspecified: the caller overwrites them).
+    fn take(&self, len: usize) -> Vec<u8> {
+        let reused = self.0.lock().ok().and_then(|mut idle| idle.pop());
+        match reused {
+            Some(b) if b.len() == len => b,
+            _ => vec![0u8; len],
+        }
+    }
+
+    /// `buf[..len]` as `Bytes` that give `buf` back to this pool when dropped.
+    fn bytes(&self, buf: Vec<u8>, len: usize) -> Bytes {
+        Bytes::from_owner(Pooled {
+            buf,
+            len,
+            pool: self.clone(),
+        })
+    }
+}
 
 /// The repository's own records live under this prefix; no command reads or writes it as an
 /// object.
@@ -192,7 +250,12 @@ pub(crate) async fn info(a: &args::Repo, g: &args::Global) -> Result<Done> {
 }
 
 pub(crate) async fn put(a: &args::Put, g: &args::Global, out: &Output) -> Result<Done> {
-    let (_, store) = open::open_store(&a.repo.repo, &g.store_options, &g.key_settings).await?;
+    let (repo, store) = open::open_store(&a.repo.repo, &g.store_options, &g.key_settings).await?;
+    let in_flight = match a.parts_in_flight {
+        Some(n) => usize::from(n),
+        None if repo.registration().request.store_type == "fs" => LOCAL_PARTS_IN_FLIGHT,
+        None => PARTS_IN_FLIGHT,
+    };
     let path = object_path(&a.object)?;
     let (mut input, total, source): (Box<dyn std::io::Read + Send>, Option<u64>, String) =
         match a.file.as_deref() {
@@ -209,46 +272,55 @@ pub(crate) async fn put(a: &args::Put, g: &args::Global, out: &Output) -> Result
         };
     let progress = out.progress(total, &a.object);
     let mut uploaded = 0u64;
+    // Reading is blocking (a file or a pipe): a thread reads up to READ_AHEAD pieces ahead, so
+    // reading overlaps sealing (which runs in `put`, on the rayon pool) and writing.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(READ_AHEAD);
+    let pool = BufferPool::default();
+    let reader = tokio::task::spawn_blocking(move || {
+        loop {
+            let mut buf = pool.take(PIECE);
+            let mut filled = 0;
+            while filled < PIECE {
+                match input.read(&mut buf[filled..]) {
+                    Ok(0) => break,
+                    Ok(n) => filled += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        drop(tx.blocking_send(Err(e)));
+                        return;
+                    }
+                }
+            }
+            if filled == 0 {
+                return;
+            }
+            if tx.blocking_send(Ok(pool.bytes(buf, filled))).is_err() {
+                return; // the upload stopped
+            }
+        }
+    });
     let result = async {
         let upload = store.put_multipart(&path).await?;
         let mut w = WriteMultipart::new_with_chunk_size(upload, PIECE);
-        loop {
-            // Reading is blocking (a file or a pipe): one piece at a time on a blocking thread.
-            let (piece, r) = tokio::task::spawn_blocking(move || {
-                let mut buf = vec![0u8; PIECE];
-                let mut filled = 0;
-                while filled < PIECE {
-                    match input.read(&mut buf[filled..]) {
-                        Ok(0) => break,
-                        Ok(n) => filled += n,
-                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                        Err(e) => return (input, Err(e)),
-                    }
-                }
-                buf.truncate(filled);
-                (input, Ok(buf))
-            })
-            .await?;
-            input = piece;
-            let buf = match r {
+        while let Some(piece) = rx.recv().await {
+            let buf = match piece {
                 Ok(b) => b,
                 Err(e) => {
                     w.abort().await.ok();
                     return Err(anyhow::Error::new(e).context(format!("reading {source}")));
                 }
             };
-            if buf.is_empty() {
-                break;
-            }
             uploaded += buf.len() as u64;
             progress.advance(buf.len() as u64);
-            w.wait_for_capacity(PARTS_IN_FLIGHT).await?;
-            w.put(Bytes::from(buf));
+            w.wait_for_capacity(in_flight).await?;
+            w.put(buf);
         }
         w.finish().await?;
         anyhow::Ok(())
     }
     .await;
+    drop(rx);
+    reader.await.ok();
     progress.finish();
     result.with_context(|| format!("uploading {source} to {}", a.object))?;
     Ok((
@@ -352,17 +424,37 @@ pub(crate) async fn get(a: &args::Get, g: &args::Global, out: &Output) -> Result
         .prefix(".encrypt-repo-get-")
         .tempfile_in(&dir)
         .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
-    while let Some(piece) = stream.next().await {
-        let piece = piece.with_context(|| format!("reading object {}", a.object))?;
-        tmp.write_all(&piece)
+    // A thread writes the file, so writing overlaps reading and decrypting; it holds at most
+    // READ_AHEAD pieces. On any error the temporary file is dropped, and with it removed.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(READ_AHEAD);
+    let writer = tokio::task::spawn_blocking(move || {
+        while let Some(piece) = rx.blocking_recv() {
+            tmp.write_all(&piece)
+                .with_context(|| format!("writing {}", tmp.path().display()))?;
+        }
+        // Durable before it is renamed into place: a crash never leaves a short file there.
+        tmp.as_file()
+            .sync_all()
             .with_context(|| format!("writing {}", tmp.path().display()))?;
-        written += piece.len() as u64;
-        progress.advance(piece.len() as u64);
+        anyhow::Ok(tmp)
+    });
+    let streamed = async {
+        while let Some(piece) = stream.next().await {
+            let piece = piece.with_context(|| format!("reading object {}", a.object))?;
+            written += piece.len() as u64;
+            progress.advance(piece.len() as u64);
+            if tx.send(piece).await.is_err() {
+                break; // the writer failed: its error is reported below
+            }
+        }
+        anyhow::Ok(())
     }
+    .await;
+    drop(tx);
     progress.finish();
-    tmp.as_file()
-        .sync_all()
-        .with_context(|| format!("writing {}", tmp.path().display()))?;
+    let tmp = writer.await?;
+    streamed?;
+    let tmp = tmp?;
     tmp.persist(&target)
         .map_err(|e| e.error)
         .with_context(|| format!("renaming into {}", target.display()))?;
