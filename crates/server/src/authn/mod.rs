@@ -55,6 +55,95 @@ pub struct Authenticator {
     anonymous: bool,
     limiter: Arc<LoginRateLimiter>,
     xff: XffResolver,
+    verified: Arc<VerifiedCache>,
+    /// Password verifications running at once: each argon2id verification takes 19 MiB and a
+    /// core for tens of milliseconds, so without a bound a burst of logins is a memory and CPU
+    /// denial of service.
+    hashing: Arc<tokio::sync::Semaphore>,
+}
+
+/// How long a verified password is remembered (OpenSearch caches authenticated users too).
+pub const VERIFIED_TTL: std::time::Duration = std::time::Duration::from_secs(300);
+/// Most remembered verifications; the cache is emptied when full.
+const VERIFIED_MAX: usize = 10_000;
+
+/// Passwords verified recently, so a client sending basic credentials on every request does not
+/// pay an argon2id verification each time. Keyed by an HMAC (per-process random key) of the
+/// user name and password: neither is kept. An entry is used only while the user's stored hash is
+/// the one it was verified against, so a changed password or a removed user ends it at once.
+struct VerifiedCache {
+    key: aws_lc_rs::hmac::Key,
+    entries: std::sync::Mutex<std::collections::HashMap<[u8; 32], (String, Instant)>>,
+}
+
+impl std::fmt::Debug for VerifiedCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerifiedCache").finish_non_exhaustive()
+    }
+}
+
+impl VerifiedCache {
+    fn new() -> Result<Self> {
+        let key = aws_lc_rs::hmac::Key::generate(
+            aws_lc_rs::hmac::HMAC_SHA256,
+            &aws_lc_rs::rand::SystemRandom::new(),
+        )
+        .map_err(|_| Error::Config("no randomness for the credential cache key".into()))?;
+        Ok(Self {
+            key,
+            entries: std::sync::Mutex::default(),
+        })
+    }
+
+    fn id(&self, creds: &BasicCredentials) -> [u8; 32] {
+        let mut ctx = aws_lc_rs::hmac::Context::with_key(&self.key);
+        ctx.update(&(creds.user.len() as u64).to_be_bytes());
+        ctx.update(creds.user.as_bytes());
+        ctx.update(creds.password.as_bytes());
+        let mut out = [0u8; 32];
+        out.copy_from_slice(ctx.sign().as_ref());
+        out
+    }
+
+    fn entries(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<[u8; 32], (String, Instant)>> {
+        self.entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The subject, if these credentials were verified against the user's current hash lately.
+    fn get(&self, model: &SecurityModel, creds: &BasicCredentials) -> Option<Subject> {
+        let user = model.user(&creds.user)?;
+        let id = self.id(creds);
+        let hit = self.entries().get(&id).is_some_and(|(hash, at)| {
+            at.elapsed() < VERIFIED_TTL
+                && aws_lc_rs::constant_time::verify_slices_are_equal(
+                    hash.as_bytes(),
+                    user.hash.as_bytes(),
+                )
+                .is_ok()
+        });
+        hit.then(|| Subject {
+            name: creds.user.clone(),
+            backend_roles: user.backend_roles.clone(),
+            direct_roles: user.opendistro_security_roles.clone(),
+            remote_ip: None,
+        })
+    }
+
+    fn put(&self, model: &SecurityModel, creds: &BasicCredentials) {
+        let Some(user) = model.user(&creds.user) else {
+            return;
+        };
+        let id = self.id(creds);
+        let mut entries = self.entries();
+        if entries.len() >= VERIFIED_MAX {
+            entries.clear();
+        }
+        entries.insert(id, (user.hash.clone(), Instant::now()));
+    }
 }
 
 /// The address used for requests whose peer is unknown (tests without a socket).
@@ -136,6 +225,10 @@ impl Authenticator {
             anonymous: config.config.dynamic.http.anonymous_auth_enabled,
             limiter: Arc::new(rate_limits(config)?),
             xff: xff_resolver(config)?,
+            verified: Arc::new(VerifiedCache::new()?),
+            hashing: Arc::new(tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, std::num::NonZero::get),
+            )),
         })
     }
 
@@ -208,11 +301,24 @@ impl Authenticator {
             tracing::warn!(domain = %d.name, user = %user, remote = %ip, by = ?blocked.by, "login refused: too many failures");
             return Err(());
         }
-        let m = model.clone();
-        let verified = tokio::task::spawn_blocking(move || verify_basic(&m, &creds))
-            .await
-            .ok()
-            .flatten();
+        if let Some(s) = self.verified.get(model, &creds) {
+            self.limiter.record_success(ip, Some(&user), Instant::now());
+            return Ok(Some(s));
+        }
+        let Ok(_permit) = self.hashing.acquire().await else {
+            return Err(());
+        };
+        let (m, cache) = (model.clone(), self.verified.clone());
+        let verified = tokio::task::spawn_blocking(move || {
+            let s = verify_basic(&m, &creds);
+            if s.is_some() {
+                cache.put(&m, &creds);
+            }
+            s
+        })
+        .await
+        .ok()
+        .flatten();
         match verified {
             Some(s) => {
                 self.limiter.record_success(ip, Some(&user), Instant::now());
@@ -379,5 +485,37 @@ mod tests {
         assert!(verify_basic(&m, &c("alice", "wrong")).is_none());
         assert!(verify_basic(&m, &c("alice", "")).is_none());
         assert!(verify_basic(&m, &c("mallory", "secret")).is_none());
+    }
+
+    #[test]
+    fn remembered_verifications_end_with_a_changed_hash() {
+        let mut data = SecurityData::default();
+        let user = |pw: &str| InternalUser {
+            hash: crate::password::hash(pw).expect("hash"),
+            ..InternalUser::default()
+        };
+        data.internalusers.insert("alice".into(), user("one"));
+        let m1 = SecurityModel::new(data.clone()).expect("model");
+        let cache = VerifiedCache::new().expect("cache");
+        let c = |u: &str, p: &str| basic_credentials(&basic(u, p)).expect("ok").expect("some");
+        assert!(cache.get(&m1, &c("alice", "one")).is_none());
+        cache.put(&m1, &c("alice", "one"));
+        assert_eq!(
+            cache.get(&m1, &c("alice", "one")).map(|s| s.name),
+            Some("alice".to_owned())
+        );
+        assert!(
+            cache.get(&m1, &c("alice", "two")).is_none(),
+            "other password"
+        );
+        data.internalusers.insert("alice".into(), user("one"));
+        let m2 = SecurityModel::new(data.clone()).expect("model");
+        assert!(
+            cache.get(&m2, &c("alice", "one")).is_none(),
+            "a new hash, even of the same password, is verified again"
+        );
+        data.internalusers.clear();
+        let m3 = SecurityModel::new(data).expect("model");
+        assert!(cache.get(&m3, &c("alice", "one")).is_none(), "user removed");
     }
 }
