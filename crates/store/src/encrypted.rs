@@ -308,16 +308,29 @@ impl<S: ObjectStore> EncryptedStore<S> {
             Some(GetRange::Offset(o)) => o / c,
             None | Some(GetRange::Suffix(_)) => 0, // a suffix was resolved to a bounded range above
         };
+        // Ciphertext offset of the end of chunk `n - 1` (or of the start of chunk `n`): a range
+        // no object can reach (bounds near u64::MAX) is an error, never an overflow.
+        let sealed_end = |chunks: u64| {
+            chunks
+                .checked_mul(s)
+                .and_then(|b| b.checked_add(h))
+                .ok_or_else(|| {
+                    range_err(format!(
+                        "range reaches past the largest possible object ({} chunks)",
+                        encrypt_repo_format::MAX_CHUNKS
+                    ))
+                })
+        };
         let fetch_from = if first_chunk == 0 {
             0
         } else {
-            h + first_chunk * s
+            sealed_end(first_chunk)?
         };
         options.range = match &requested {
             None => None,
-            Some(GetRange::Bounded(r)) => {
-                Some(GetRange::Bounded(fetch_from..h + ((r.end - 1) / c + 1) * s))
-            }
+            Some(GetRange::Bounded(r)) => Some(GetRange::Bounded(
+                fetch_from..sealed_end((r.end - 1) / c + 1)?,
+            )),
             Some(_) if fetch_from == 0 => None,
             Some(_) => Some(GetRange::Offset(fetch_from)),
         };

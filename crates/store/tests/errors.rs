@@ -826,3 +826,55 @@ async fn reserved_prefix_is_hidden_and_refused() {
         .unwrap();
     assert_eq!(again.id(), f.store.repository().id());
 }
+
+/// Range bounds no object can reach (near u64::MAX, where the ciphertext offsets of their chunks
+/// overflow) are a range error, not a panic or a wrapped offset.
+#[tokio::test]
+async fn ranges_near_u64_max_are_range_errors() {
+    use object_store::{GetOptions, GetRange};
+    let f = fixture(None).await;
+    let loc = Path::from("small");
+    f.store
+        .put(&loc, Bytes::from_static(b"hello").into())
+        .await
+        .unwrap();
+    let read = |range: GetRange| {
+        let store = &f.store;
+        let loc = &loc;
+        async move {
+            let opts = GetOptions {
+                range: Some(range.clone()),
+                ..Default::default()
+            };
+            match store.get_opts(loc, opts).await {
+                Err(e) => e,
+                Ok(r) => match r.bytes().await {
+                    Err(e) => e,
+                    Ok(b) => panic!("{range:?} read {} bytes", b.len()),
+                },
+            }
+        }
+    };
+    // Chunk offsets that overflow: refused before the backend is asked.
+    for range in [
+        GetRange::Bounded(u64::MAX - 1..u64::MAX),
+        GetRange::Bounded(1..u64::MAX),
+        GetRange::Offset(u64::MAX),
+    ] {
+        let e = read(range.clone()).await;
+        assert!(matches!(inner(&e), Error::Range { .. }), "{range:?}: {e:?}");
+    }
+    // Far past the end but representable: the backend's own range error.
+    for range in [
+        GetRange::Bounded((1 << 60)..(1 << 60) + 1),
+        GetRange::Offset(1 << 60),
+    ] {
+        let e = read(range.clone()).await;
+        assert!(e.to_string().contains("ange"), "{range:?}: {e}");
+    }
+    // The object itself is untouched.
+    assert_eq!(
+        f.store.get(&loc).await.unwrap().bytes().await.unwrap(),
+        "hello"
+    );
+}
