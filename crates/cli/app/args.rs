@@ -169,7 +169,7 @@ pub(crate) struct Put {
     pub(crate) object: String,
     /// File to upload, or - for standard input (the default).
     pub(crate) file: Option<PathBuf>,
-    /// Upload pieces (8 MiB) sealed and in flight at once. Default: 2 for a local directory
+    /// Upload pieces (4 MiB) sealed and in flight at once. Default: 2 for a local directory
     /// (its writes to one file are serialised anyway; more only holds more memory), 4 for
     /// object stores (overlapping requests hides their latency).
     #[arg(long, value_name = "N", env = "ENCRYPT_REPO_PARTS_IN_FLIGHT", value_parser = clap::value_parser!(u16).range(1..=64))]
@@ -268,7 +268,7 @@ pub(crate) struct Bench {
     /// Backend part size of the encrypted store's multipart uploads.
     #[arg(long, value_name = "SIZE", default_value = "5MiB", value_parser = size)]
     pub(crate) part_size: u64,
-    /// Upload pieces (8 MiB, as `put` reads files) in flight per object.
+    /// Upload pieces (4 MiB, as `put` reads files) in flight per object.
     #[arg(long, default_value_t = 4)]
     pub(crate) concurrency: usize,
     /// Rounds of each figure (the median is reported).

@@ -15,9 +15,9 @@
 //!
 //! Crypto figures work in place on a buffer of `--crypto-size` bytes (64 MiB by default) and
 //! repeat each pass until it has run for a quarter of a second. Store figures move `--size` bytes
-//! (1 GiB by default) through `WriteMultipart` from one random 8 MiB piece (as `put` reads files), with `--concurrency`
+//! (1 GiB by default) through `WriteMultipart` from one random 4 MiB piece (as `put` reads files), with `--concurrency`
 //! parts in flight. Peak memory is the kernel's high-water mark of this process (VmHWM), reset
-//! through `/proc/self/clear_refs` before each operation, so it includes the 8 MiB source piece.
+//! through `/proc/self/clear_refs` before each operation, so it includes the 4 MiB source piece.
 
 use std::fmt::Write as _;
 use std::ops::Range;
