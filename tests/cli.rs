@@ -24,6 +24,7 @@
 
 mod backup;
 mod bench;
+mod serve;
 mod services;
 mod support;
 

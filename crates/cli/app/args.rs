@@ -96,6 +96,9 @@ pub(crate) enum Command {
     /// Key lifecycle: status, rotate, rewrap, shred.
     #[command(subcommand)]
     Keys(Keys),
+    /// Run the repository service (HTTP API with OpenSearch-security-style authentication and
+    /// roles) until SIGINT or SIGTERM. Prints `listening on ADDRESS` once bound.
+    Serve(Serve),
     /// Measure this machine: raw AES-256-GCM, the format, and encrypted against unencrypted
     /// puts, gets and range reads, each figure next to its baseline from the same run.
     Bench(Bench),
@@ -251,6 +254,16 @@ pub(crate) struct Backup {
     /// Key provider type for --init (ignored without it, so the variable can be set for both).
     #[arg(long, default_value = "local", env = "ENCRYPT_REPO_KEY_PROVIDER")]
     pub(crate) key_provider: String,
+}
+
+/// `serve`.
+#[derive(Debug, Args)]
+pub(crate) struct Serve {
+    /// The service configuration (config.yml shape; see crates/server/config.example.yml). The
+    /// admin password of the first start comes from ENCRYPT_REPO_ADMIN_PASSWORD or the file
+    /// named by ENCRYPT_REPO_ADMIN_PASSWORD_FILE; there is no default password.
+    #[arg(long, value_name = "PATH", env = "ENCRYPT_REPO_SERVER_CONFIG")]
+    pub(crate) config: PathBuf,
 }
 
 /// `bench`.

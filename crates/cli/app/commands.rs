@@ -795,3 +795,42 @@ pub(crate) async fn snapshots(a: &args::Snapshots, g: &args::Global) -> Result<D
     }
     Ok((human, json!({ "snapshots": list })))
 }
+
+pub(crate) async fn serve(a: &args::Serve, out: &Output) -> Result<Done> {
+    // Logs on stderr (RUST_LOG, default info); stdout carries only the "listening" line.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter)
+        .try_init();
+    let config = encrypt_repo_server::ServerConfig::load(&a.config)
+        .map_err(|e| Usage(format!("{}: {e}", a.config.display())))?;
+    let shutdown = async {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    };
+    let json = out.json;
+    let on_bound: encrypt_repo_server::OnBound = Box::new(move |addr| {
+        if json {
+            println!("{}", json!({"listening": addr.to_string()}));
+        } else {
+            println!("listening on {addr}");
+        }
+    });
+    encrypt_repo_server::serve_with(config, shutdown, Some(on_bound))
+        .await
+        .context("serving")?;
+    // The summary was the "listening" line; nothing more on stdout after a clean shutdown.
+    Ok((String::new(), Value::Null))
+}
