@@ -73,8 +73,8 @@ struct Figure {
     /// Median over the rounds.
     value: f64,
     unit: &'static str,
-    /// The figure this one is compared with, and the ratio value ÷ baseline (for latencies and
-    /// memory, baseline ÷ value is not used: a ratio above 1 then means slower or larger).
+    /// The figure this one is compared with and its value; the ratio is value ÷ baseline (for
+    /// latencies and memory, above 1 means slower or larger).
     baseline: Option<(String, f64)>,
     /// What the ratio should be (`≥ x` for throughputs, `≤ x` for memory).
     target: Option<&'static str>,
@@ -261,55 +261,43 @@ fn crypto(a: &args::Bench, chunk: ChunkSize, report: &mut Report) -> Result<()> 
             samples[4 + 2 * i + 1].push(s);
         }
     }
-    let mut medians = samples.into_iter().map(median);
-    for (raw_name, format_name) in names {
-        let raw_v = medians.next().unwrap_or(f64::NAN);
-        let format_v = medians.next().unwrap_or(f64::NAN);
-        let all = raw_name.ends_with("all");
-        report.add(Figure {
-            group: "crypto",
-            name: raw_name.into(),
-            value: raw_v,
-            unit: "MiB/s",
-            baseline: all.then(|| (raw_name.replace("all", "1t"), f64::NAN)),
-            target: None,
-        });
-        report.add(Figure {
-            group: "crypto",
-            name: format_name.into(),
-            value: format_v,
-            unit: "MiB/s",
-            baseline: Some((raw_name.into(), raw_v)),
-            target: Some("≥ 0.90"),
-        });
-        if all {
-            report.add(Figure {
-                group: "crypto",
-                name: format!("{format_name} scaling"),
-                value: format_v,
-                unit: "MiB/s",
-                baseline: Some((format_name.replace("all", "1t"), f64::NAN)),
-                target: Some(if threads >= 2 { "≥ 1.7" } else { "—" }),
-            });
-        }
+    // Medians in the order of `names`, flattened: raw 1t, format 1t, raw all, format all (seal),
+    // then the same for open.
+    let m: Vec<f64> = samples.into_iter().map(median).collect();
+    let figure = |name: String, value: f64, baseline: Option<(&str, f64)>, target| Figure {
+        group: "crypto",
+        name,
+        value,
+        unit: "MiB/s",
+        baseline: baseline.map(|(n, v)| (n.to_owned(), v)),
+        target,
+    };
+    for (k, pair) in names.chunks_exact(2).enumerate() {
+        let [(raw_1t, format_1t), (raw_all, format_all)] = [pair[0], pair[1]];
+        let [r1, f1, ra, fa] = [m[4 * k], m[4 * k + 1], m[4 * k + 2], m[4 * k + 3]];
+        report.add(figure(raw_1t.into(), r1, None, None));
+        report.add(figure(
+            format_1t.into(),
+            f1,
+            Some((raw_1t, r1)),
+            Some("≥ 0.90"),
+        ));
+        // The raw all-thread figure's ratio is raw scaling: what the machine itself allows.
+        report.add(figure(raw_all.into(), ra, Some((raw_1t, r1)), None));
+        report.add(figure(
+            format_all.into(),
+            fa,
+            Some((raw_all, ra)),
+            Some("≥ 0.90"),
+        ));
+        let scaling = if threads >= 2 { "≥ 1.7" } else { "—" };
+        report.add(figure(
+            format!("{format_all} scaling"),
+            fa,
+            Some((format_1t, f1)),
+            Some(scaling),
+        ));
     }
-    // Fill in the baselines that are other figures of this group.
-    let values: Vec<(String, f64)> = report
-        .figures
-        .iter()
-        .map(|f| (f.name.clone(), f.value))
-        .collect();
-    for f in &mut report.figures {
-        if let Some((base, v)) = &mut f.baseline
-            && v.is_nan()
-        {
-            *v = values
-                .iter()
-                .find(|(n, _)| n == base)
-                .map_or(f64::NAN, |x| x.1);
-        }
-    }
-    // The raw all-thread figure's ratio is raw scaling; keep it, it tells what the machine can do.
     Ok(())
 }
 
