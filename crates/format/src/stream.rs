@@ -26,14 +26,29 @@ pub const DEFAULT_BATCH_CHUNKS: usize = 8;
 /// batch), while bigger pieces are processed in place and only what is left of each (at least
 /// its last unit, which may be final) is copied. Whatever is held back fits in one batch: when
 /// this returns `None`, `held + input` is at most `batch` units.
-fn next_step(unit: usize, batch: usize, held: usize, input: usize) -> Option<(usize, usize)> {
+///
+/// With `continued`, the caller promises that more input follows `input`, so a unit that ends
+/// exactly at the end of `input` is not final either and need not be held back.
+fn next_step(
+    unit: usize,
+    batch: usize,
+    held: usize,
+    input: usize,
+    continued: bool,
+) -> Option<(usize, usize)> {
     if input == 0 {
         return None;
     }
-    let ready = (held + input - 1) / unit;
+    let ready = (held + input - usize::from(!continued)) / unit;
     let held_units = held.div_ceil(unit);
     let threads = batch.min(rayon::current_num_threads()).max(1);
-    let in_place = ready > held_units && ready >= threads;
+    // A continued push has nothing to gain by waiting: whatever it completes is not final, so
+    // it is sealed at once (a held partial chunk that it completes included).
+    let in_place = if continued {
+        ready > 0 && ready >= held_units
+    } else {
+        ready > held_units && ready >= threads
+    };
     if ready < batch && !in_place {
         return None;
     }
@@ -126,7 +141,8 @@ impl Encryptor {
         let origin = out.len();
         let chunk = self.sealer.chunk_size();
         let (c, batch) = (chunk.bytes(), self.batch_chunks);
-        while let Some((fill, direct)) = next_step(c, batch, self.pending.len(), input.len()) {
+        while let Some((fill, direct)) = next_step(c, batch, self.pending.len(), input.len(), false)
+        {
             hold(&mut self.pending, &input[..fill], batch * c);
             let (now, rest) = input[fill..].split_at(direct);
             let start = out.len();
@@ -170,13 +186,53 @@ impl Encryptor {
     /// # Errors
     /// [`Error::Usage`] if `out` is too short (nothing is consumed), [`Error::TooLarge`] past the
     /// chunk limit.
-    pub fn push_slice(&mut self, mut input: &[u8], out: &mut [u8]) -> Result<usize> {
-        if out.len() < self.max_output_len(input.len()) {
+    pub fn push_slice(&mut self, input: &[u8], out: &mut [u8]) -> Result<usize> {
+        self.push_slice_inner(input, out, false)
+    }
+
+    /// The most [`Encryptor::push_slice_continued`] emits for `input_len` more bytes: every
+    /// whole chunk, the held ones included.
+    #[must_use]
+    pub fn max_output_len_continued(&self, input_len: usize) -> usize {
+        let chunk = self.sealer.chunk_size();
+        (self.pending.len() + input_len) / chunk.bytes() * chunk.sealed_bytes()
+    }
+
+    /// Like [`Encryptor::push_slice`] for a caller that knows more input follows `input` (at
+    /// least one more byte before [`Encryptor::finish`]): a chunk that ends exactly at the end of
+    /// `input` is then known not to be final and is sealed now instead of being copied and held
+    /// back. A caller that pushes whole chunks this way copies nothing. `out` needs at least
+    /// [`Encryptor::max_output_len_continued`]`(input.len())` bytes.
+    ///
+    /// Breaking the promise (calling [`Encryptor::finish`] with nothing more pushed after input
+    /// that ended on a chunk boundary) cannot produce an object: no chunk is left to be sealed
+    /// as the final one, and `finish` fails with [`Error::Usage`].
+    ///
+    /// # Errors
+    /// As [`Encryptor::push_slice`].
+    pub fn push_slice_continued(&mut self, input: &[u8], out: &mut [u8]) -> Result<usize> {
+        self.push_slice_inner(input, out, true)
+    }
+
+    fn push_slice_inner(
+        &mut self,
+        mut input: &[u8],
+        out: &mut [u8],
+        continued: bool,
+    ) -> Result<usize> {
+        let most = if continued {
+            self.max_output_len_continued(input.len())
+        } else {
+            self.max_output_len(input.len())
+        };
+        if out.len() < most {
             return Err(Error::Usage("output buffer too short"));
         }
         let (c, batch) = (self.sealer.chunk_size().bytes(), self.batch_chunks);
         let mut written = 0;
-        while let Some((fill, direct)) = next_step(c, batch, self.pending.len(), input.len()) {
+        while let Some((fill, direct)) =
+            next_step(c, batch, self.pending.len(), input.len(), continued)
+        {
             hold(&mut self.pending, &input[..fill], batch * c);
             let (now, rest) = input[fill..].split_at(direct);
             written += self.seal_held_and(now, &mut out[written..])?;
@@ -354,8 +410,33 @@ impl Decryptor {
         if let Some(e) = &self.poisoned {
             return Err(e.clone());
         }
-        let r = self.push_inner(input, out);
+        let r = self.push_inner(input, out, false);
         self.poison(r)
+    }
+
+    /// Like [`Decryptor::push`] for a caller that knows more ciphertext follows `input` (at
+    /// least one more byte before [`Decryptor::finish`]): a chunk that ends exactly at the end of
+    /// `input` is then known not to be final and is opened now instead of being copied and held
+    /// back. A caller that pushes whole sealed chunks this way copies no ciphertext.
+    ///
+    /// Breaking the promise (finishing right after input that ended on a chunk boundary) opens
+    /// that chunk as not final: a final chunk then fails to authenticate, so the mistake cannot
+    /// release plaintext the object does not hold.
+    ///
+    /// # Errors
+    /// As [`Decryptor::push`].
+    pub fn push_continued(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<()> {
+        if let Some(e) = &self.poisoned {
+            return Err(e.clone());
+        }
+        let r = self.push_inner(input, out, true);
+        self.poison(r)
+    }
+
+    /// Sealed bytes consumed but not yet opened (at most one batch).
+    #[must_use]
+    pub fn buffered(&self) -> usize {
+        self.pending.len()
     }
 
     /// Opens the remaining chunks, the last one as final if this stream reaches the object's end.
@@ -397,7 +478,7 @@ impl Decryptor {
         Ok(())
     }
 
-    fn push_inner(&mut self, mut input: &[u8], out: &mut Vec<u8>) -> Result<()> {
+    fn push_inner(&mut self, mut input: &[u8], out: &mut Vec<u8>, continued: bool) -> Result<()> {
         self.received = self.received.saturating_add(input.len() as u64);
         if self.received > self.expected_max {
             return Err(Error::TrailingData {
@@ -405,7 +486,9 @@ impl Decryptor {
             });
         }
         let (s, batch) = (self.opener.chunk_size().sealed_bytes(), self.batch_chunks);
-        while let Some((fill, direct)) = next_step(s, batch, self.pending.len(), input.len()) {
+        while let Some((fill, direct)) =
+            next_step(s, batch, self.pending.len(), input.len(), continued)
+        {
             hold(&mut self.pending, &input[..fill], batch * s);
             let (now, rest) = input[fill..].split_at(direct);
             self.open_held_and(now, out)?;
@@ -610,6 +693,55 @@ mod tests {
     }
 
     #[test]
+    fn continued_pushes_are_byte_identical_and_whole_chunks_are_never_copied() {
+        on_pools(|threads| {
+            for &len in LENS {
+                let pt = plaintext(len);
+                let want = one_shot(&pt);
+                for &batch in BATCHES {
+                    for pattern in PATTERNS {
+                        let what =
+                            format!("{threads} threads, len {len}, batch {batch}, {pattern:?}");
+                        let mut enc = Encryptor::new(sealer(), batch);
+                        let mut got = enc.header_bytes().to_vec();
+                        let mut buf = vec![0x5A; 20 * S];
+                        let all = pieces(&pt, pattern);
+                        for (i, piece) in all.iter().enumerate() {
+                            // Every piece but the last is followed by more input.
+                            let n = if i + 1 < all.len() {
+                                let most = enc.max_output_len_continued(piece.len());
+                                let n = enc.push_slice_continued(piece, &mut buf).unwrap();
+                                assert!(n <= most && n.is_multiple_of(S), "{what}: {n} of {most}");
+                                n
+                            } else {
+                                enc.push_slice(piece, &mut buf).unwrap()
+                            };
+                            assert!(enc.buffered() <= batch * C, "{what}");
+                            got.extend_from_slice(&buf[..n]);
+                        }
+                        let n = enc.finish_len();
+                        assert_eq!(enc.finish_slice(&mut buf).unwrap(), n);
+                        got.extend_from_slice(&buf[..n]);
+                        assert!(got == want, "push_slice_continued: {what}");
+                    }
+                }
+            }
+            // Whole chunks pushed as continued are sealed at once: nothing is ever held back,
+            // so the held buffer is never even allocated.
+            let pt = plaintext(12 * C);
+            let mut enc = Encryptor::new(sealer(), 2);
+            let mut buf = vec![0; 12 * S];
+            for piece in pt.chunks(3 * C) {
+                let n = enc.push_slice_continued(piece, &mut buf).unwrap();
+                assert_eq!(n, 3 * S);
+                assert_eq!((enc.buffered(), enc.pending.capacity()), (0, 0));
+            }
+            // Breaking the promise: there is no final chunk left to seal, and finish says so.
+            assert!(matches!(enc.finish_slice(&mut buf), Err(Error::Usage(_))));
+        });
+    }
+
+    #[test]
     fn big_pieces_are_sealed_in_place_and_small_ones_gathered_into_batches() {
         on_pools(|threads| {
             // Pieces of a whole batch: only the last chunk of each is held back (copied).
@@ -693,6 +825,58 @@ mod tests {
                     }
                 }
             }
+        });
+    }
+
+    #[test]
+    fn continued_decryption_round_trips_and_whole_chunks_are_never_copied() {
+        on_pools(|threads| {
+            for &len in LENS {
+                let pt = plaintext(len);
+                let object = one_shot(&pt);
+                let body = &object[HEADER_LEN..];
+                for &batch in BATCHES {
+                    for pattern in PATTERNS {
+                        let what =
+                            format!("{threads} threads, len {len}, batch {batch}, {pattern:?}");
+                        let mut dec = Decryptor::new(opener(&object), batch);
+                        let mut got = Vec::new();
+                        let all = pieces(body, pattern);
+                        for (i, piece) in all.iter().enumerate() {
+                            if i + 1 < all.len() {
+                                dec.push_continued(piece, &mut got).unwrap();
+                            } else {
+                                dec.push(piece, &mut got).unwrap();
+                            }
+                            assert!(dec.buffered() <= batch * S, "{what}");
+                        }
+                        dec.finish(&mut got).unwrap();
+                        assert!(got == pt, "{what}");
+                    }
+                }
+            }
+            // Whole sealed chunks pushed as continued are opened at once, never held.
+            let pt = plaintext(12 * C);
+            let object = one_shot(&pt);
+            let mut dec = Decryptor::new(opener(&object), 2);
+            let mut got = Vec::new();
+            let (body, last) = object[HEADER_LEN..].split_at(11 * S);
+            for piece in body.chunks(3 * S) {
+                dec.push_continued(piece, &mut got).unwrap();
+                assert_eq!(dec.pending.capacity(), 0);
+            }
+            assert_eq!(got.len(), 11 * C);
+            // The final chunk pushed as continued is opened as not final: it fails, and stays
+            // failed.
+            let mut broken = Decryptor::new(opener(&object), 2);
+            let mut out = Vec::new();
+            broken.push_continued(body, &mut out).unwrap();
+            let e = broken.push_continued(last, &mut out).unwrap_err();
+            assert_eq!(broken.finish(&mut out), Err(e));
+            assert_eq!(out.len(), 11 * C);
+            dec.push(last, &mut got).unwrap();
+            dec.finish(&mut got).unwrap();
+            assert!(got == pt);
         });
     }
 
