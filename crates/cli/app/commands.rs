@@ -65,9 +65,9 @@ impl Drop for Pooled {
 }
 
 impl BufferPool {
-    /// Enough for the pieces read ahead, being read and being sealed (a piece is dropped once
-    /// sealed, before its part is written).
-    const KEEP: usize = READ_AHEAD + 2;
+    /// Enough for the pieces read ahead, being read and being sealed, and the one whose last
+    /// chunk the upload holds (by reference) until it knows whether that chunk ends the object.
+    const KEEP: usize = READ_AHEAD + 3;
 
     /// A buffer of exactly `len` bytes (contents unspecified: the caller overwrites them).
     fn take(&self, len: usize) -> Vec<u8> {

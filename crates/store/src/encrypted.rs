@@ -364,7 +364,11 @@ impl<S: ObjectStore> EncryptedStore<S> {
                 file,
                 path,
                 result.range.clone(),
-                self.repo.chunk_size().sealed_bytes(),
+                // Pieces of one sealed chunk per pool thread, the header read with the first:
+                // every piece is then whole chunks, opened straight from the buffer it was read
+                // into, on every thread.
+                self.repo.chunk_size().sealed_bytes() * rayon::current_num_threads().max(1),
+                if fetch_from == 0 { HEADER_LEN } else { 0 },
             ),
             GetResultPayload::Stream(_) => result.into_stream(),
         };
@@ -382,7 +386,13 @@ impl<S: ObjectStore> EncryptedStore<S> {
             Some(_) => Decryptor::for_range(opener, &plan, self.config.batch_chunks),
         };
         let piece_limit = self.config.batch_chunks.max(1) * self.repo.chunk_size().sealed_bytes();
-        let stream = decrypt_stream(input, dec, location.to_string(), piece_limit);
+        let stream = decrypt_stream(
+            input,
+            dec,
+            location.to_string(),
+            piece_limit,
+            self.repo.chunk_size().sealed_bytes(),
+        );
         Ok(GetResult {
             payload: GetResultPayload::Stream(stream),
             meta,
@@ -494,14 +504,16 @@ async fn take_header(
 /// Pieces read ahead of the consumer by [`read_ahead`].
 const READ_AHEAD_PIECES: usize = 2;
 
-/// Streams `range` of a local file in pieces of `piece` bytes, read on a blocking thread that
-/// stays up to [`READ_AHEAD_PIECES`] pieces ahead of the consumer (memory: that many pieces plus
-/// the one being read). The thread stops as soon as the stream is dropped.
+/// Streams `range` of a local file in pieces of `piece` bytes (the first `first_extra` bytes
+/// longer), read on a blocking thread that stays up to [`READ_AHEAD_PIECES`] pieces ahead of the
+/// consumer (memory: that many pieces plus the one being read). The thread stops as soon as the
+/// stream is dropped.
 fn read_ahead(
     mut file: std::fs::File,
     path: std::path::PathBuf,
     range: Range<u64>,
     piece: usize,
+    first_extra: usize,
 ) -> BoxStream<'static, object_store::Result<Bytes>> {
     use std::io::{Read as _, Seek as _, SeekFrom};
     let (tx, rx) = tokio::sync::mpsc::channel(READ_AHEAD_PIECES);
@@ -515,8 +527,9 @@ fn read_ahead(
             return;
         }
         let mut remaining = range.end.saturating_sub(range.start);
+        let mut extra = first_extra as u64;
         while remaining > 0 {
-            let want = remaining.min(piece as u64);
+            let want = remaining.min(piece as u64 + std::mem::take(&mut extra));
             let mut buf = Vec::with_capacity(want as usize);
             let got = match (&mut file).take(want).read_to_end(&mut buf) {
                 Ok(0) => {
@@ -548,20 +561,30 @@ fn read_ahead(
 /// object as one `Bytes`) are fed to the decryptor in slices of that size, so each item of the
 /// output is at most about one batch: the first byte comes after one batch, not after the whole
 /// object, and no output buffer grows to the object's size.
+///
+/// The last chunk of every piece may be the object's final one, so it is held back (by
+/// reference, not copied) until the next piece or the end of the input says which it is; the
+/// rest of the piece is opened straight from the backend's buffer. Input that arrives in whole
+/// sealed chunks is thus never copied before it is opened.
 fn decrypt_stream(
     input: BoxStream<'static, object_store::Result<Bytes>>,
     dec: Decryptor,
     path: String,
     piece_limit: usize,
+    sealed_chunk: usize,
 ) -> BoxStream<'static, object_store::Result<Bytes>> {
     struct State {
         input: BoxStream<'static, object_store::Result<Bytes>>,
         /// The unfed rest of an input piece larger than `piece_limit`.
         held: Bytes,
+        /// The end of the input so far (at most one sealed chunk), not yet known not to be
+        /// the object's end.
+        tail: Bytes,
         dec: Option<Decryptor>,
         path: String,
     }
     let piece_limit = piece_limit.max(1);
+    let sealed_chunk = sealed_chunk.max(1);
     let fail = |path: &str, source| {
         object_store::Error::from(Error::Object {
             path: path.to_owned(),
@@ -572,6 +595,7 @@ fn decrypt_stream(
         State {
             input,
             held: Bytes::new(),
+            tail: Bytes::new(),
             dec: Some(dec),
             path,
         },
@@ -585,11 +609,27 @@ fn decrypt_stream(
                 };
                 match next {
                     Some(Ok(mut bytes)) => {
+                        if bytes.is_empty() {
+                            continue;
+                        }
                         if bytes.len() > piece_limit {
                             st.held = bytes.split_off(piece_limit);
                         }
+                        // The tail is followed by `bytes`: not the end. Of `bytes`, hold back
+                        // what leaves the stream at a chunk boundary (at least one byte, at
+                        // most one chunk) and open the rest.
                         let mut out = Vec::new();
-                        if let Err(e) = dec.push(&bytes, &mut out) {
+                        let tail = std::mem::take(&mut st.tail);
+                        let r = dec.push_continued(&tail, &mut out).and_then(|()| {
+                            let keep = match (dec.buffered() + bytes.len()) % sealed_chunk {
+                                0 => sealed_chunk,
+                                r => r,
+                            }
+                            .min(bytes.len());
+                            st.tail = bytes.split_off(bytes.len() - keep);
+                            dec.push_continued(&bytes, &mut out)
+                        });
+                        if let Err(e) = r {
                             st.dec = None;
                             return Some((Err(fail(&st.path, e)), st));
                         }
@@ -602,9 +642,13 @@ fn decrypt_stream(
                         return Some((Err(e), st));
                     }
                     None => {
-                        let dec = st.dec.take()?;
+                        let mut dec = st.dec.take()?;
                         let mut out = Vec::new();
-                        return match dec.finish(&mut out) {
+                        let tail = std::mem::take(&mut st.tail);
+                        return match dec
+                            .push(&tail, &mut out)
+                            .and_then(|()| dec.finish(&mut out))
+                        {
                             Ok(()) if out.is_empty() => None,
                             Ok(()) => Some((Ok(Bytes::from(out)), st)),
                             Err(e) => Some((Err(fail(&st.path, e)), st)),

@@ -1,7 +1,7 @@
 //! Streaming multipart upload: plaintext parts in, ciphertext parts of whole chunks out.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use encrypt_repo_format::{ChunkSize, Encryptor, ObjectSealer};
@@ -12,9 +12,20 @@ use crate::error::Error;
 /// Wraps the backend's upload. Plaintext of any part size is sealed in batches (on the rayon
 /// pool) as it arrives; the ciphertext stream (header first) is cut into backend parts of
 /// exactly `part_bytes`, so every part but the last has the same size whatever the chunk size
-/// (S3 wants parts of at least 5 MiB, R2 and others want them equal). Memory held: at most one
-/// part plus one batch, whatever the object size; the caller bounds how many part uploads run
-/// at once by how many returned futures it polls together.
+/// (S3 wants parts of at least 5 MiB, R2 and others want them equal).
+///
+/// The hot path copies no plaintext: every chunk is sealed straight from the caller's `Bytes`
+/// into the part buffer it is sent in. Only two things are copied: a sealed chunk that straddles
+/// two parts (sealed aside, then split), and plaintext that does not end on a chunk boundary
+/// (the encryptor holds that partial chunk). The last chunk of every `put_part` may be the
+/// object's final one, so it is held back as a slice of the caller's `Bytes` (not copied) until
+/// more input or `complete` says which it is. Part buffers are recycled once the backend drops
+/// them, so a long upload neither allocates nor zero-fills per part.
+///
+/// Memory held: the part being filled, one sealed chunk aside, the encryptor's batch (only for
+/// input that arrives in pieces smaller than a chunk), one chunk of the caller's input (by
+/// reference), and up to [`PartPool::KEEP`] idle part buffers; the caller bounds how many part
+/// uploads run at once by how many returned futures it polls together.
 ///
 /// Once any part has failed, `complete` refuses: an object missing a part must never be
 /// committed. Dropping the upload without `complete` leaves no object (the backend's upload is
@@ -22,11 +33,16 @@ use crate::error::Error;
 pub(crate) struct EncryptedUpload {
     inner: Box<dyn MultipartUpload>,
     encryptor: Option<Encryptor>,
-    /// Sealed output of the current push (reused; emptied into `part` after every push).
-    out: Vec<u8>,
-    /// The backend part being filled, allocated at exactly `part_bytes`, so a part in flight
-    /// holds no more memory than its own bytes.
+    /// The end of the input so far (at most one chunk, by reference): it may be the end of the
+    /// object, which is sealed differently, so it waits for more input or `complete`.
+    tail: Vec<Bytes>,
+    /// The part being filled: `part_bytes` long (contents past `filled` are stale), or empty
+    /// before the first byte of the next part.
     part: Vec<u8>,
+    filled: usize,
+    /// A sealed chunk that straddles two parts, before it is split between them.
+    aside: Vec<u8>,
+    pool: PartPool,
     part_bytes: usize,
     chunk: ChunkSize,
     path: String,
@@ -35,10 +51,61 @@ pub(crate) struct EncryptedUpload {
 
 impl std::fmt::Debug for EncryptedUpload {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let tail: usize = self.tail.iter().map(Bytes::len).sum();
         f.debug_struct("EncryptedUpload")
             .field("path", &self.path)
-            .field("buffered", &(self.out.len() + self.part.len()))
+            .field("buffered", &(self.filled + tail))
             .finish_non_exhaustive()
+    }
+}
+
+/// Part buffers that come back when the backend drops a part's payload.
+#[derive(Debug, Clone, Default)]
+struct PartPool(Arc<Mutex<Vec<Vec<u8>>>>);
+
+/// A pooled buffer's first `len` bytes, given back to the pool on drop.
+struct PooledPart {
+    buf: Vec<u8>,
+    len: usize,
+    pool: PartPool,
+}
+
+impl AsRef<[u8]> for PooledPart {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+impl Drop for PooledPart {
+    fn drop(&mut self) {
+        let buf = std::mem::take(&mut self.buf);
+        if let Ok(mut idle) = self.pool.0.lock()
+            && idle.len() < PartPool::KEEP
+        {
+            idle.push(buf);
+        }
+    }
+}
+
+impl PartPool {
+    /// Idle buffers kept: enough for the parts a caller typically keeps in flight.
+    const KEEP: usize = 4;
+
+    /// A buffer of exactly `len` bytes whose contents are unspecified.
+    fn take(&self, len: usize) -> Vec<u8> {
+        match self.0.lock().ok().and_then(|mut idle| idle.pop()) {
+            Some(b) if b.len() == len => b,
+            _ => vec![0; len],
+        }
+    }
+
+    /// `buf[..len]` as a payload that gives `buf` back to the pool when the backend drops it.
+    fn payload(&self, buf: Vec<u8>, len: usize) -> PutPayload {
+        PutPayload::from(Bytes::from_owner(PooledPart {
+            buf,
+            len,
+            pool: self.clone(),
+        }))
     }
 }
 
@@ -50,20 +117,25 @@ impl EncryptedUpload {
         batch_chunks: usize,
         path: String,
     ) -> Self {
-        let part_bytes = part_bytes.max(1);
         let chunk = sealer.chunk_size();
+        // The header must fit in the first part.
+        let part_bytes = part_bytes.max(encrypt_repo_format::HEADER_LEN);
         // A batch of one chunk per pool thread: input arrives in parts of megabytes, so larger
         // batches would only make the encryptor gather (and hold) more before sealing.
         let batch = batch_chunks.min(rayon::current_num_threads()).max(1);
         let encryptor = Encryptor::new(sealer, batch);
-        let mut part = Vec::with_capacity(part_bytes);
-        part.extend_from_slice(encryptor.header_bytes());
-        let out = Vec::new();
+        let pool = PartPool::default();
+        let mut part = pool.take(part_bytes);
+        let header = encryptor.header_bytes();
+        part[..header.len()].copy_from_slice(header);
         Self {
             inner,
+            filled: header.len(),
             encryptor: Some(encryptor),
-            out,
+            tail: Vec::new(),
             part,
+            aside: Vec::new(),
+            pool,
             part_bytes,
             chunk,
             path,
@@ -80,51 +152,109 @@ impl EncryptedUpload {
         .into()
     }
 
-    /// Moves `out` into parts and sends every full one to the backend; with `including_last`,
-    /// the rest too. Ciphertext is copied once, into part-sized buffers: splitting `out` instead
-    /// would leave every part in flight holding a whole push's allocation.
-    fn flush_parts(&mut self, including_last: bool) -> Vec<UploadPart> {
-        let mut parts = Vec::new();
-        let mut from = 0;
-        loop {
-            let take = (self.part_bytes - self.part.len()).min(self.out.len() - from);
-            self.part.extend_from_slice(&self.out[from..from + take]);
-            from += take;
-            let full = self.part.len() == self.part_bytes;
-            let last = including_last && from == self.out.len() && !self.part.is_empty();
-            if !full && !last {
-                break;
-            }
-            let capacity = if last { 0 } else { self.part_bytes };
-            let part = std::mem::replace(&mut self.part, Vec::with_capacity(capacity));
-            let upload = self.inner.put_part(PutPayload::from(Bytes::from(part)));
-            let failed = Arc::clone(&self.failed);
-            parts.push(Box::pin(async move {
-                let result = upload.await;
-                if result.is_err() {
-                    failed.store(true, Ordering::Release);
-                }
-                result
-            }) as UploadPart);
-            if last {
-                break;
-            }
+    /// The part being filled, taken from the pool if the last one was sent.
+    fn part(&mut self) -> &mut Vec<u8> {
+        if self.part.is_empty() {
+            self.part = self.pool.take(self.part_bytes);
+            self.filled = 0;
         }
-        self.out.clear();
-        parts
+        &mut self.part
     }
 
-    /// How much of the next `want` input bytes can be pushed with its sealed output going
-    /// straight into `part` without growing it past `part_bytes` (0: none can).
-    fn direct_input(&self, enc: &Encryptor, want: usize) -> usize {
-        let room = self.part_bytes - self.part.len();
-        let whole = room / self.chunk.sealed_bytes();
-        if whole == 0 {
-            return 0;
+    /// Sends the part being filled (if it holds anything) to the backend.
+    fn send(&mut self, parts: &mut Vec<UploadPart>) {
+        if self.part.is_empty() || self.filled == 0 {
+            return;
         }
-        // `max_output_len(n)` stays within `whole` chunks while n ≤ (whole + 1)·c − buffered.
-        let limit = ((whole + 1) * self.chunk.bytes()).saturating_sub(enc.buffered());
-        want.min(limit)
+        let buf = std::mem::take(&mut self.part);
+        let payload = self.pool.payload(buf, std::mem::take(&mut self.filled));
+        let upload = self.inner.put_part(payload);
+        let failed = Arc::clone(&self.failed);
+        parts.push(Box::pin(async move {
+            let result = upload.await;
+            if result.is_err() {
+                failed.store(true, Ordering::Release);
+            }
+            result
+        }));
+    }
+
+    /// Appends sealed bytes to the parts, sending every part that fills up.
+    fn append(&mut self, mut sealed: &[u8], parts: &mut Vec<UploadPart>) {
+        while !sealed.is_empty() {
+            let filled = self.filled;
+            let part = self.part();
+            let n = (part.len() - filled).min(sealed.len());
+            part[filled..filled + n].copy_from_slice(&sealed[..n]);
+            self.filled += n;
+            sealed = &sealed[n..];
+            if self.filled == self.part_bytes {
+                self.send(parts);
+            }
+        }
+    }
+
+    /// Seals `input` (followed by more input when `continued`) into the parts: whole chunks
+    /// that fit in the part being filled straight into it, a chunk that straddles two parts
+    /// aside and then split.
+    fn push(
+        &mut self,
+        enc: &mut Encryptor,
+        mut input: &[u8],
+        continued: bool,
+        parts: &mut Vec<UploadPart>,
+    ) -> Result<(), encrypt_repo_format::Error> {
+        let (c, sealed) = (self.chunk.bytes(), self.chunk.sealed_bytes());
+        while !input.is_empty() {
+            let filled = self.filled;
+            let room = self.part().len() - filled;
+            let whole = room / sealed;
+            let buffered = enc.buffered();
+            // Input whose sealed output is at most `whole` chunks; for a continued push, ending
+            // on a chunk boundary so the encryptor holds nothing back.
+            let fit = if continued {
+                (whole * c).saturating_sub(buffered)
+            } else {
+                ((whole + 1) * c).saturating_sub(buffered)
+            };
+            if whole > 0 && fit > 0 {
+                let (now, rest) = input.split_at(fit.min(input.len()));
+                let out = &mut self.part[filled..];
+                let n = if continued {
+                    enc.push_slice_continued(now, out)?
+                } else {
+                    enc.push_slice(now, out)?
+                };
+                self.filled += n;
+                if self.filled == self.part_bytes {
+                    self.send(parts);
+                }
+                input = rest;
+            } else {
+                // The next chunk straddles this part and the next: seal it aside.
+                let take = input.len().min(c - buffered % c);
+                let (now, rest) = input.split_at(take);
+                let mut aside = std::mem::take(&mut self.aside);
+                let r = if continued {
+                    aside.resize(enc.max_output_len_continued(take), 0);
+                    enc.push_slice_continued(now, &mut aside)
+                } else {
+                    aside.resize(enc.max_output_len(take), 0);
+                    enc.push_slice(now, &mut aside)
+                };
+                let n = match r {
+                    Ok(n) => n,
+                    Err(e) => {
+                        self.aside = aside;
+                        return Err(e);
+                    }
+                };
+                self.append(&aside[..n], parts);
+                self.aside = aside;
+                input = rest;
+            }
+        }
+        Ok(())
     }
 
     fn refuse(what: &'static str) -> object_store::Error {
@@ -135,6 +265,26 @@ impl EncryptedUpload {
     }
 }
 
+/// Splits `pieces` (holding `len` bytes) into the first `len - keep` bytes and the last `keep`,
+/// without copying.
+fn split_tail(pieces: &[Bytes], len: usize, keep: usize) -> (Vec<Bytes>, Vec<Bytes>) {
+    let mut cut = len - keep;
+    let (mut head, mut tail) = (Vec::new(), Vec::new());
+    for b in pieces {
+        if cut >= b.len() {
+            cut -= b.len();
+            head.push(b.clone());
+        } else {
+            if cut > 0 {
+                head.push(b.slice(..cut));
+            }
+            tail.push(b.slice(cut..));
+            cut = 0;
+        }
+    }
+    (head, tail)
+}
+
 #[async_trait::async_trait]
 impl MultipartUpload for EncryptedUpload {
     fn put_part(&mut self, data: PutPayload) -> UploadPart {
@@ -143,35 +293,36 @@ impl MultipartUpload for EncryptedUpload {
                 "put_part after complete",
             ))));
         };
-        // Sealed output goes through `out` in slices of one chunk per pool thread: enough to keep
-        // every thread busy, and `out` stays a few MiB however large the caller's parts are.
-        let slice = self.chunk.bytes() * rayon::current_num_threads().max(1);
-        let mut parts = Vec::new();
-        for piece in data.iter() {
-            let mut input: &[u8] = piece;
-            while !input.is_empty() {
-                // Whole chunks that fit in the part being filled are sealed straight into it;
-                // only the chunk that straddles two parts goes through `out` and is copied.
-                let (take, direct) = match self.direct_input(&enc, input.len().min(slice)) {
-                    0 => (input.len().min(self.chunk.bytes()), false),
-                    n => (n, true),
-                };
-                let (now, rest) = input.split_at(take);
-                let sink = if direct {
-                    &mut self.part
-                } else {
-                    &mut self.out
-                };
-                if let Err(e) = enc.push(now, sink) {
-                    self.encryptor = Some(enc);
-                    let err = self.failed(e);
-                    return Box::pin(futures::future::ready(Err(err)));
-                }
-                parts.extend(self.flush_parts(false));
-                input = rest;
-            }
+        let len = data.content_length();
+        if len == 0 {
+            self.encryptor = Some(enc);
+            return Box::pin(futures::future::ready(Ok(())));
         }
+        let mut parts = Vec::new();
+        // What was held back is followed by `data`: not the end of the object after all.
+        let mut result = Ok(());
+        for piece in std::mem::take(&mut self.tail) {
+            result = result.and_then(|()| self.push(&mut enc, &piece, true, &mut parts));
+        }
+        // Of `data`, hold back what would leave the stream at a chunk boundary (at least one
+        // byte, at most one chunk: it may be the end of the object) and seal the rest now.
+        let c = self.chunk.bytes();
+        let keep = match (enc.buffered() + len) % c {
+            0 => c,
+            r => r,
+        }
+        .min(len);
+        let pieces: Vec<Bytes> = data.iter().cloned().collect();
+        let (head, tail) = split_tail(&pieces, len, keep);
+        for piece in head {
+            result = result.and_then(|()| self.push(&mut enc, &piece, true, &mut parts));
+        }
+        self.tail = tail;
         self.encryptor = Some(enc);
+        if let Err(e) = result {
+            let err = self.failed(e);
+            return Box::pin(futures::future::ready(Err(err)));
+        }
         Box::pin(async move { futures::future::try_join_all(parts).await.map(drop) })
     }
 
@@ -181,13 +332,25 @@ impl MultipartUpload for EncryptedUpload {
                 "a part of this upload failed; abort it and upload the object again",
             ));
         }
-        let Some(enc) = self.encryptor.take() else {
+        let Some(mut enc) = self.encryptor.take() else {
             return Err(Self::refuse("complete called twice"));
         };
-        if let Err(e) = enc.finish(&mut self.out) {
+        let mut parts = Vec::new();
+        let mut result = Ok(());
+        for piece in std::mem::take(&mut self.tail) {
+            result = result.and_then(|()| self.push(&mut enc, &piece, false, &mut parts));
+        }
+        let mut aside = std::mem::take(&mut self.aside);
+        let result = result.and_then(|()| {
+            aside.resize(enc.finish_len(), 0);
+            enc.finish_slice(&mut aside)
+        });
+        if let Err(e) = result {
             return Err(self.failed(e));
         }
-        futures::future::try_join_all(self.flush_parts(true)).await?;
+        self.append(&aside, &mut parts);
+        self.send(&mut parts);
+        futures::future::try_join_all(parts).await?;
         if self.failed.load(Ordering::Acquire) {
             return Err(Self::refuse("a part of this upload failed"));
         }
@@ -196,8 +359,10 @@ impl MultipartUpload for EncryptedUpload {
 
     async fn abort(&mut self) -> object_store::Result<()> {
         self.encryptor = None;
-        self.out = Vec::new();
+        self.tail = Vec::new();
+        self.aside = Vec::new();
         self.part = Vec::new();
+        self.filled = 0;
         self.inner.abort().await
     }
 }
