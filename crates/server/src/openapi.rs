@@ -174,6 +174,9 @@ error_responses! {
     /// 409 in the document.
     Conflict = StatusCode::CONFLICT,
         "The stored state was changed concurrently; read it again and retry";
+    /// 412 in the document (for operations that take `If-Match` / `If-None-Match`).
+    PreconditionFailed = StatusCode::PRECONDITION_FAILED,
+        "A precondition (If-Match, If-None-Match) does not hold";
     /// 413 in the document.
     PayloadTooLarge = StatusCode::PAYLOAD_TOO_LARGE,
         "The JSON body is larger than 2 MB";
