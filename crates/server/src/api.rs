@@ -9,7 +9,7 @@ use axum::body::Body;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header, request::Parts};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::put;
 use axum::{Json, Router};
 use bytes::Bytes;
 use encrypt_repo_store::{CryptoSettings, RegistrationRequest, Repository, Shred};
@@ -18,9 +18,16 @@ use object_store::path::Path as ObjPath;
 use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt as _, WriteMultipart};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::app::App;
 use crate::error::{ApiError, from_object_store, from_store};
+use crate::openapi::{
+    BadRequest, Conflict, Forbidden, InternalError, KeyNotFound, Locked, ObjectNotFound,
+    PayloadTooLarge, RangeNotSatisfiable, RepositoryNotFound, Unauthorized, Unverifiable,
+    UpstreamFailed,
+};
 use crate::security::{InternalUser, SecurityModel, Subject, actions};
 
 type Shared = Arc<App>;
@@ -37,37 +44,37 @@ pub const MAX_RANGE_BOUND: u64 = 1 << 56;
 /// Most entries one listing returns.
 pub const MAX_LIST: usize = 100_000;
 
-/// The router of a node.
-pub fn router(app: Arc<App>) -> Router {
-    Router::new()
-        .route("/", get(root))
-        .route("/_plugins/_security/health", get(health))
-        .route("/_plugins/_security/authinfo", get(authinfo))
+/// Every route of a node, with its OpenAPI description: [`router`] serves them and
+/// [`crate::openapi::openapi`] documents them, so neither can have a route the other lacks.
+/// A module with routes of its own adds them here with one `.merge(module::routes())`.
+pub fn routes() -> OpenApiRouter<Shared> {
+    OpenApiRouter::new()
+        .routes(routes!(root))
+        .routes(routes!(health))
+        .routes(routes!(authinfo))
+        .routes(routes!(crate::openapi::document))
+        // The minimum of the internal-users API until the security REST API replaces it;
+        // undocumented.
         .route(
             "/_plugins/_security/api/internalusers/{name}",
             put(put_user).get(get_user),
         )
-        .route("/_snapshot", get(get_all_repositories))
-        .route("/_snapshot/", get(get_all_repositories))
-        .route(
-            "/_snapshot/{repo}",
-            put(put_repository)
-                .get(get_repository)
-                .delete(delete_repository),
-        )
-        .route("/_snapshot/{repo}/_verify", post(verify_repository))
-        .route("/_snapshot/{repo}/_objects", get(list_objects))
-        .route(
-            "/_snapshot/{repo}/_objects/{*path}",
-            put(put_object)
-                .get(get_object)
-                .head(head_object)
-                .delete(delete_object),
-        )
-        .route("/_snapshot/{repo}/_keys", get(get_keys))
-        .route("/_snapshot/{repo}/_keys/_rotate", post(rotate_keys))
-        .route("/_snapshot/{repo}/_keys/_rewrap", post(rewrap_keys))
-        .route("/_snapshot/{repo}/_keys/_shred", post(shred_keys))
+        .routes(routes!(get_all_repositories))
+        .routes(routes!(get_all_repositories_slash))
+        .routes(routes!(put_repository, get_repository, delete_repository))
+        .routes(routes!(verify_repository))
+        .routes(routes!(list_objects))
+        .routes(routes!(put_object, get_object, head_object, delete_object))
+        .routes(routes!(get_keys))
+        .routes(routes!(rotate_keys))
+        .routes(routes!(rewrap_keys))
+        .routes(routes!(shred_keys))
+}
+
+/// The router of a node: [`routes`] with the API's fallbacks for unknown paths and methods.
+pub fn router(app: Arc<App>) -> Router {
+    let (routes, _) = routes().split_for_parts();
+    routes
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         // Defence in depth: no handler is meant to panic on any input, but if one did, the
@@ -221,6 +228,13 @@ fn parse_json<T: serde::de::DeserializeOwned>(body: &Bytes) -> ApiResult<T> {
     })
 }
 
+/// The node's identity.
+#[utoipa::path(get, path = "/", tag = "cluster",
+    responses(
+        (status = 200, description = "Who answers", body = crate::openapi::RootInfo),
+        Unauthorized, Forbidden,
+    )
+)]
 async fn root(State(app): State<Shared>, caller: Caller) -> ApiResult {
     caller.cluster(actions::MONITOR_MAIN)?;
     let _ = app;
@@ -236,10 +250,21 @@ async fn root(State(app): State<Shared>, caller: Caller) -> ApiResult {
     .into_response())
 }
 
+/// Liveness (no authentication).
+#[utoipa::path(get, path = "/_plugins/_security/health", tag = "cluster", security(()),
+    responses((status = 200, description = "The node is up", body = crate::openapi::Health))
+)]
 async fn health() -> Response {
     Json(json!({ "message": null, "mode": "strict", "status": "UP" })).into_response()
 }
 
+/// The authenticated caller.
+#[utoipa::path(get, path = "/_plugins/_security/authinfo", tag = "cluster",
+    responses(
+        (status = 200, description = "The authenticated caller, its roles and tenants", body = crate::openapi::AuthInfo),
+        Unauthorized,
+    )
+)]
 async fn authinfo(caller: Caller) -> Response {
     let s = &caller.subject;
     Json(json!({
@@ -382,6 +407,14 @@ fn public_registration(req: &RegistrationRequest) -> Value {
     v
 }
 
+/// Lists every registration.
+#[utoipa::path(get, path = "/_snapshot", tag = "repositories",
+    responses(
+        (status = 200, description = "Every registered repository by name",
+            body = BTreeMap<String, crate::openapi::RegistrationRequest>),
+        Unauthorized, Forbidden,
+    )
+)]
 async fn get_all_repositories(State(app): State<Shared>, caller: Caller) -> ApiResult {
     caller.cluster(actions::REPOSITORY_GET)?;
     let loaded = app.loaded();
@@ -394,6 +427,28 @@ async fn get_all_repositories(State(app): State<Shared>, caller: Caller) -> ApiR
     Ok(Json(Value::Object(all)).into_response())
 }
 
+/// Lists every registration (as `GET /_snapshot`).
+#[utoipa::path(get, path = "/_snapshot/", tag = "repositories",
+    responses(
+        (status = 200, description = "Every registered repository by name",
+            body = BTreeMap<String, crate::openapi::RegistrationRequest>),
+        Unauthorized, Forbidden,
+    )
+)]
+async fn get_all_repositories_slash(app: State<Shared>, caller: Caller) -> ApiResult {
+    get_all_repositories(app, caller).await
+}
+
+/// Reads one registration.
+#[utoipa::path(get, path = "/_snapshot/{repo}", tag = "repositories",
+    params(("repo" = String, Path, description = "The repository's registered name", example = "main",
+        pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")),
+    responses(
+        (status = 200, description = "The registration, under its name",
+            body = BTreeMap<String, crate::openapi::RegistrationRequest>),
+        Unauthorized, Forbidden, RepositoryNotFound,
+    )
+)]
 async fn get_repository(
     State(app): State<Shared>,
     caller: Caller,
@@ -420,6 +475,20 @@ fn storage_change(a: &RegistrationRequest, b: &RegistrationRequest) -> Option<St
         .map(|k| format!("settings.{k}"))
 }
 
+/// Registers a repository, or changes its registration.
+///
+/// The first registration creates the repository's metadata in storage; a later one may not
+/// change the storage type or settings.
+#[utoipa::path(put, path = "/_snapshot/{repo}", tag = "repositories",
+    params(("repo" = String, Path, description = "The repository's registered name", example = "main",
+        pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")),
+    request_body(content = crate::openapi::RegistrationRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Registered (or already registered as asked)", body = crate::openapi::Acknowledged),
+        BadRequest, Unauthorized, Forbidden, Conflict, PayloadTooLarge, Unverifiable,
+        InternalError, UpstreamFailed, Locked,
+    )
+)]
 async fn put_repository(
     State(app): State<Shared>,
     caller: Caller,
@@ -461,6 +530,15 @@ async fn put_repository(
     Ok(ok())
 }
 
+/// Unregisters a repository; its data stays in storage.
+#[utoipa::path(delete, path = "/_snapshot/{repo}", tag = "repositories",
+    params(("repo" = String, Path, description = "The repository's registered name", example = "main",
+        pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")),
+    responses(
+        (status = 200, description = "Unregistered", body = crate::openapi::Acknowledged),
+        Unauthorized, Forbidden, RepositoryNotFound, Conflict, InternalError,
+    )
+)]
 async fn delete_repository(
     State(app): State<Shared>,
     caller: Caller,
@@ -478,6 +556,18 @@ async fn delete_repository(
     Ok(ok())
 }
 
+/// Verifies a repository.
+///
+/// Writes, reads back and deletes a test object.
+#[utoipa::path(post, path = "/_snapshot/{repo}/_verify", tag = "repositories",
+    params(("repo" = String, Path, description = "The repository's registered name", example = "main",
+        pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")),
+    responses(
+        (status = 200, description = "The repository can be written and read", body = crate::openapi::Verified),
+        BadRequest, Unauthorized, Forbidden, RepositoryNotFound, Unverifiable, InternalError,
+        UpstreamFailed, Locked,
+    )
+)]
 async fn verify_repository(
     State(app): State<Shared>,
     caller: Caller,
@@ -529,6 +619,21 @@ fn object_path(path: &str) -> ApiResult<ObjPath> {
     Ok(p)
 }
 
+/// Stores an object.
+///
+/// The body is streamed and encrypted on its way in, whatever its size.
+#[utoipa::path(put, path = "/_snapshot/{repo}/_objects/{*path}", tag = "objects",
+    params(("repo" = String, Path, description = "The repository's registered name", example = "main",
+        pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$"), ("path" = String, Path, description = "The object's path in the repository; may contain '/'; not under .encrypt-repo/", example = "docs/readme.txt")),
+    request_body(content = crate::openapi::ObjectBytes, content_type = "application/octet-stream",
+        description = "The object's bytes, any size"),
+    responses(
+        (status = 201, description = "Stored", body = crate::openapi::ObjectWritten,
+            headers(("ETag" = String, description = "The storage service's entity tag, when it gives one"))),
+        BadRequest, Unauthorized, Forbidden, RepositoryNotFound, Unverifiable, InternalError,
+        UpstreamFailed, Locked,
+    )
+)]
 async fn put_object(
     State(app): State<Shared>,
     caller: Caller,
@@ -630,6 +735,25 @@ fn meta_headers(r: &mut Response, meta: &object_store::ObjectMeta) {
     }
 }
 
+/// Reads an object, or one range of it.
+///
+/// The body is decrypted and verified as it streams.
+#[utoipa::path(get, path = "/_snapshot/{repo}/_objects/{*path}", tag = "objects",
+    params(("repo" = String, Path, description = "The repository's registered name", example = "main",
+        pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$"), ("path" = String, Path, description = "The object's path in the repository; may contain '/'; not under .encrypt-repo/", example = "docs/readme.txt"),
+        ("Range" = Option<String>, Header, description = "One range: bytes=a-b, bytes=a- or bytes=-n",
+            example = "bytes=0-99")),
+    responses(
+        (status = 200, description = "The whole object", content_type = "application/octet-stream", body = crate::openapi::ObjectBytes,
+            headers(("Content-Length" = u64), ("Accept-Ranges" = String), ("ETag" = String),
+                ("Last-Modified" = String))),
+        (status = 206, description = "The requested range", content_type = "application/octet-stream", body = crate::openapi::ObjectBytes,
+            headers(("Content-Range" = String, description = "bytes a-b/size"), ("Content-Length" = u64),
+                ("Accept-Ranges" = String), ("ETag" = String), ("Last-Modified" = String))),
+        BadRequest, Unauthorized, Forbidden, ObjectNotFound, RangeNotSatisfiable, Unverifiable,
+        InternalError, UpstreamFailed, Locked,
+    )
+)]
 async fn get_object(
     State(app): State<Shared>,
     caller: Caller,
@@ -687,6 +811,18 @@ async fn get_object(
     Ok(r)
 }
 
+/// Reads an object's size and tags, without its bytes.
+#[utoipa::path(head, path = "/_snapshot/{repo}/_objects/{*path}", tag = "objects",
+    params(("repo" = String, Path, description = "The repository's registered name", example = "main",
+        pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$"), ("path" = String, Path, description = "The object's path in the repository; may contain '/'; not under .encrypt-repo/", example = "docs/readme.txt")),
+    responses(
+        (status = 200, description = "The object exists",
+            headers(("Content-Length" = u64, description = "Plaintext size"), ("Accept-Ranges" = String),
+                ("ETag" = String), ("Last-Modified" = String))),
+        BadRequest, Unauthorized, Forbidden, ObjectNotFound, Unverifiable, InternalError,
+        UpstreamFailed, Locked,
+    )
+)]
 async fn head_object(
     State(app): State<Shared>,
     caller: Caller,
@@ -706,6 +842,16 @@ async fn head_object(
     Ok(r)
 }
 
+/// Deletes an object.
+#[utoipa::path(delete, path = "/_snapshot/{repo}/_objects/{*path}", tag = "objects",
+    params(("repo" = String, Path, description = "The repository's registered name", example = "main",
+        pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$"), ("path" = String, Path, description = "The object's path in the repository; may contain '/'; not under .encrypt-repo/", example = "docs/readme.txt")),
+    responses(
+        (status = 200, description = "Deleted", body = crate::openapi::ObjectDeleted),
+        BadRequest, Unauthorized, Forbidden, ObjectNotFound, Unverifiable, InternalError,
+        UpstreamFailed, Locked,
+    )
+)]
 async fn delete_object(
     State(app): State<Shared>,
     caller: Caller,
@@ -720,12 +866,17 @@ async fn delete_object(
     Ok(Json(json!({ "result": "deleted", "path": location.as_ref() })).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct ListQuery {
+    /// Only objects whose paths start with this string (not necessarily at a `/`).
     #[serde(default)]
     prefix: Option<String>,
+    /// `/` to list one level (objects and common prefixes); absent or empty for everything
+    /// below the prefix. No other delimiter is supported.
     #[serde(default)]
+    #[param(example = "/")]
     delimiter: Option<String>,
 }
 
@@ -738,6 +889,16 @@ fn meta_json(m: &object_store::ObjectMeta) -> Value {
     })
 }
 
+/// Lists objects.
+#[utoipa::path(get, path = "/_snapshot/{repo}/_objects", tag = "objects",
+    params(("repo" = String, Path, description = "The repository's registered name", example = "main",
+        pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$"), ListQuery),
+    responses(
+        (status = 200, description = "The objects by path", body = crate::openapi::ObjectList),
+        BadRequest, Unauthorized, Forbidden, RepositoryNotFound, Unverifiable, InternalError,
+        UpstreamFailed, Locked,
+    )
+)]
 async fn list_objects(
     State(app): State<Shared>,
     caller: Caller,
@@ -807,6 +968,16 @@ async fn list_objects(
 
 // --- keys ---
 
+/// Lists the keyring, without key material.
+#[utoipa::path(get, path = "/_snapshot/{repo}/_keys", tag = "keys",
+    params(("repo" = String, Path, description = "The repository's registered name", example = "main",
+        pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")),
+    responses(
+        (status = 200, description = "The provider and the data keys", body = crate::openapi::Keys),
+        BadRequest, Unauthorized, Forbidden, RepositoryNotFound, Unverifiable, InternalError,
+        UpstreamFailed, Locked,
+    )
+)]
 async fn get_keys(State(app): State<Shared>, caller: Caller, P(repo): P<String>) -> ApiResult {
     caller.repository(&repo, actions::KEYS_READ)?;
     let store = app.repository(&repo).await?;
@@ -829,6 +1000,16 @@ async fn get_keys(State(app): State<Shared>, caller: Caller, P(repo): P<String>)
     .into_response())
 }
 
+/// Rotates the data key: new objects get a new one from now on.
+#[utoipa::path(post, path = "/_snapshot/{repo}/_keys/_rotate", tag = "keys",
+    params(("repo" = String, Path, description = "The repository's registered name", example = "main",
+        pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")),
+    responses(
+        (status = 200, description = "Rotated", body = crate::openapi::Acknowledged),
+        BadRequest, Unauthorized, Forbidden, RepositoryNotFound, Unverifiable, InternalError,
+        UpstreamFailed, Locked,
+    )
+)]
 async fn rotate_keys(State(app): State<Shared>, caller: Caller, P(repo): P<String>) -> ApiResult {
     caller.repository(&repo, actions::KEYS_MANAGE)?;
     let store = app.repository(&repo).await?;
@@ -840,12 +1021,28 @@ async fn rotate_keys(State(app): State<Shared>, caller: Caller, P(repo): P<Strin
     Ok(ok())
 }
 
-#[derive(Deserialize)]
+/// The body of a re-wrap.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RewrapRequest {
+    /// The key provider to move every data key to.
+    #[schema(value_type = crate::openapi::CryptoSettings)]
     crypto_settings: CryptoSettings,
 }
 
+/// Moves every data key to another key provider.
+///
+/// Each data key is re-wrapped (no data object is rewritten) and the registration follows.
+#[utoipa::path(post, path = "/_snapshot/{repo}/_keys/_rewrap", tag = "keys",
+    params(("repo" = String, Path, description = "The repository's registered name", example = "main",
+        pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")),
+    request_body(content = RewrapRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Re-wrapped", body = crate::openapi::RewrapReport),
+        BadRequest, Unauthorized, Forbidden, RepositoryNotFound, Conflict, PayloadTooLarge,
+        Unverifiable, InternalError, UpstreamFailed, Locked,
+    )
+)]
 async fn rewrap_keys(
     State(app): State<Shared>,
     caller: Caller,
@@ -888,15 +1085,32 @@ async fn rewrap_keys(
     Ok(Json(json!(report)).into_response())
 }
 
-#[derive(Deserialize)]
+/// The body of a shred: exactly one of `data_key_id` or `all: true`.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ShredRequest {
+    /// The data key to destroy (32 hex digits).
     #[serde(default)]
+    #[schema(pattern = "^[0-9a-fA-F]{32}$")]
     data_key_id: Option<String>,
+    /// Destroy every data key of the repository.
     #[serde(default)]
     all: bool,
 }
 
+/// Destroys data keys.
+///
+/// The objects they encrypted can never be read again.
+#[utoipa::path(post, path = "/_snapshot/{repo}/_keys/_shred", tag = "keys",
+    params(("repo" = String, Path, description = "The repository's registered name", example = "main",
+        pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")),
+    request_body(content = ShredRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Shredded", body = crate::openapi::Shredded),
+        BadRequest, Unauthorized, Forbidden, KeyNotFound, PayloadTooLarge, Unverifiable,
+        InternalError, UpstreamFailed, Locked,
+    )
+)]
 async fn shred_keys(
     State(app): State<Shared>,
     caller: Caller,

@@ -12,7 +12,6 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 
 /// Result alias for this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -129,15 +128,68 @@ impl ApiError {
     /// The JSON body.
     #[must_use]
     pub fn body(&self) -> serde_json::Value {
-        json!({
-            "error": {
-                "root_cause": [{ "type": self.kind, "reason": self.reason }],
-                "type": self.kind,
-                "reason": self.reason,
-            },
-            "status": self.status.as_u16(),
-        })
+        serde_json::to_value(self.error_body()).unwrap_or(serde_json::Value::Null)
     }
+
+    /// The JSON body as its documented type ([`ErrorBody`], the `ErrorBody` schema of the
+    /// OpenAPI document).
+    #[must_use]
+    pub fn error_body(&self) -> ErrorBody {
+        ErrorBody {
+            error: ErrorDetail {
+                root_cause: vec![ErrorCause {
+                    kind: self.kind.to_owned(),
+                    reason: self.reason.clone(),
+                }],
+                kind: self.kind.to_owned(),
+                reason: self.reason.clone(),
+            },
+            status: self.status.as_u16(),
+        }
+    }
+}
+
+/// The body of every error answer, in OpenSearch's shape. The body and the OpenAPI schema
+/// come from this one type, so they cannot disagree.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "error": {
+        "root_cause": [{ "type": "repository_missing_exception", "reason": "[main] missing" }],
+        "type": "repository_missing_exception",
+        "reason": "[main] missing"
+    },
+    "status": 404
+}))]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub error: ErrorDetail,
+    /// The HTTP status, repeated.
+    pub status: u16,
+}
+
+/// The `error` member of an [`ErrorBody`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorDetail {
+    /// The cause (one, repeating `type` and `reason`).
+    pub root_cause: Vec<ErrorCause>,
+    /// The OpenSearch-style error type (`repository_missing_exception`, …).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// A reason safe to show the client.
+    pub reason: String,
+}
+
+/// One entry of [`ErrorDetail::root_cause`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorCause {
+    /// The error type.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The reason.
+    pub reason: String,
 }
 
 impl IntoResponse for ApiError {
@@ -220,6 +272,19 @@ pub(crate) fn from_store(repo: &str, path: Option<&str>, e: encrypt_repo_store::
             "repository_exception",
             format!("[{repo}] {k}"),
         ),
+        // A key file or passphrase command named in the client's crypto_settings that cannot
+        // be read, created or run: the request's fault, not an upstream failure. The file
+        // name and the I/O error stay in the log (no oracle for files on the server).
+        E::Keys(k @ encrypt_repo_keys::Error::Io { .. }) => {
+            tracing::warn!(repository = repo, error = %k, "key provider file or command");
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "repository_exception",
+                format!(
+                    "[{repo}] crypto_settings: a file or command the key provider needs cannot be read, created or run; see the server log"
+                ),
+            )
+        }
         E::Keys(k @ encrypt_repo_keys::Error::KeyUnavailable { .. }) => {
             tracing::warn!(repository = repo, error = %k, "key unavailable");
             ApiError::new(

@@ -14,6 +14,7 @@
 //!   endpoint.
 //! - [`state`]: the system repository and its generations (409 on a lost update).
 //! - [`api`]: the routes.
+//! - [`openapi`]: the OpenAPI document of the routes, served at `GET /_openapi.json`.
 
 pub mod api;
 pub mod app;
@@ -21,6 +22,7 @@ pub mod authn;
 pub mod backend;
 pub mod config;
 pub mod error;
+pub mod openapi;
 pub mod password;
 pub mod security;
 pub mod state;
