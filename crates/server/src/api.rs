@@ -1,7 +1,6 @@
 //! The HTTP API (axum). Every route but the health check authenticates, then checks the action
 //! documented in [`crate::security`].
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -21,7 +20,7 @@ use serde_json::{Value, json};
 
 use crate::app::App;
 use crate::error::{ApiError, from_object_store, from_store};
-use crate::security::{InternalUser, SecurityModel, Subject, actions};
+use crate::security::{SecurityModel, Subject, actions};
 
 type Shared = Arc<App>;
 type ApiResult<T = Response> = Result<T, ApiError>;
@@ -43,10 +42,6 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/", get(root))
         .route("/_plugins/_security/health", get(health))
         .route("/_plugins/_security/authinfo", get(authinfo))
-        .route(
-            "/_plugins/_security/api/internalusers/{name}",
-            put(put_user).get(get_user),
-        )
         .route("/_snapshot", get(get_all_repositories))
         .route("/_snapshot/", get(get_all_repositories))
         .route(
@@ -68,6 +63,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/_snapshot/{repo}/_keys/_rotate", post(rotate_keys))
         .route("/_snapshot/{repo}/_keys/_rewrap", post(rewrap_keys))
         .route("/_snapshot/{repo}/_keys/_shred", post(shred_keys))
+        .merge(crate::secapi::routes().split_for_parts().0)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         // Defence in depth: no handler is meant to panic on any input, but if one did, the
@@ -135,7 +131,8 @@ pub struct Caller {
     pub subject: Subject,
     /// Mapped roles.
     pub roles: std::collections::BTreeSet<String>,
-    model: Arc<SecurityModel>,
+    /// The model the caller was authenticated against.
+    pub(crate) model: Arc<SecurityModel>,
 }
 
 impl std::fmt::Debug for Caller {
@@ -256,120 +253,6 @@ async fn authinfo(caller: Caller) -> Response {
         "sso_logout_url": null,
     }))
     .into_response()
-}
-
-// --- internal users (the minimum of the security REST API this issue needs) ---
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct UserRequest {
-    #[serde(default)]
-    password: Option<String>,
-    #[serde(default)]
-    hash: Option<String>,
-    #[serde(default)]
-    backend_roles: Vec<String>,
-    #[serde(default)]
-    opendistro_security_roles: Vec<String>,
-    #[serde(default)]
-    attributes: BTreeMap<String, String>,
-    #[serde(default)]
-    description: Option<String>,
-}
-
-async fn put_user(
-    State(app): State<Shared>,
-    caller: Caller,
-    P(name): P<String>,
-    RawBody(body): RawBody,
-) -> ApiResult {
-    caller.cluster(actions::INTERNAL_USERS)?;
-    let req: UserRequest = parse_json(&body)?;
-    if name.is_empty()
-        || name.len() > 255
-        || name.contains(':')
-        || name.chars().any(char::is_control)
-    {
-        return Err(ApiError::bad_request("invalid user name"));
-    }
-    let hash = match (req.password, req.hash) {
-        (Some(p), None) if !p.is_empty() => {
-            let p = zeroize::Zeroizing::new(p);
-            tokio::task::spawn_blocking(move || crate::password::hash(&p))
-                .await
-                .map_err(|e| ApiError::internal(&e))?
-                .map_err(|e| ApiError::internal(&e))?
-        }
-        (None, Some(h)) if crate::password::is_supported(&h) => h,
-        (None, Some(_)) => {
-            return Err(ApiError::bad_request(
-                "hash: not an argon2id or bcrypt hash",
-            ));
-        }
-        _ => {
-            return Err(ApiError::bad_request(
-                "exactly one of password (not empty) or hash is required",
-            ));
-        }
-    };
-    let loaded = app.loaded();
-    let mut data = loaded.security.value.clone();
-    if data.internalusers.get(&name).is_some_and(|u| u.reserved) {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "security_exception",
-            format!("resource '{name}' is reserved"),
-        ));
-    }
-    let created = data
-        .internalusers
-        .insert(
-            name.clone(),
-            InternalUser {
-                hash,
-                backend_roles: req.backend_roles,
-                opendistro_security_roles: req.opendistro_security_roles,
-                attributes: req.attributes,
-                description: req.description,
-                ..InternalUser::default()
-            },
-        )
-        .is_none();
-    app.write_security(loaded.security.generation, data).await?;
-    let (status, word) = if created {
-        (StatusCode::CREATED, "CREATED")
-    } else {
-        (StatusCode::OK, "OK")
-    };
-    Ok((status, Json(json!({ "status": word, "message": format!("'{name}' {}", if created { "created" } else { "updated" }) }))).into_response())
-}
-
-async fn get_user(State(app): State<Shared>, caller: Caller, P(name): P<String>) -> ApiResult {
-    caller.cluster(actions::INTERNAL_USERS)?;
-    let loaded = app.loaded();
-    let u = loaded
-        .security
-        .value
-        .internalusers
-        .get(&name)
-        .filter(|u| !u.hidden)
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                "resource_not_found_exception",
-                format!("user '{name}' not found"),
-            )
-        })?;
-    Ok(Json(json!({ name: {
-        "hash": "",
-        "reserved": u.reserved,
-        "hidden": u.hidden,
-        "backend_roles": u.backend_roles,
-        "opendistro_security_roles": u.opendistro_security_roles,
-        "attributes": u.attributes,
-        "description": u.description,
-    }}))
-    .into_response())
 }
 
 // --- repositories ---

@@ -14,6 +14,7 @@
 //!   endpoint.
 //! - [`state`]: the system repository and its generations (409 on a lost update).
 //! - [`api`]: the routes.
+//! - [`secapi`]: the security REST API under `/_plugins/_security/api/`.
 
 pub mod api;
 pub mod app;
@@ -22,6 +23,7 @@ pub mod backend;
 pub mod config;
 pub mod error;
 pub mod password;
+pub mod secapi;
 pub mod security;
 pub mod state;
 
@@ -73,7 +75,7 @@ async fn run(
 ) -> Result<()> {
     let listen = app.config.server.listen;
     let tls = app.config.server.tls.clone();
-    let service = api::router(app).into_make_service_with_connect_info::<SocketAddr>();
+    let service = api::router(app.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let listener = std::net::TcpListener::bind(listen)
         .map_err(|e| Error::Config(format!("server.listen: cannot listen on {listen}: {e}")))?;
     listener.set_nonblocking(true)?;
@@ -92,6 +94,7 @@ async fn run(
             )
             .await
             .map_err(|e| Error::Config(format!("server.tls: {e}")))?;
+            let _ = app.tls.set(rustls.clone());
             tracing::info!(address = %bound, "listening (https)");
             if let Some(f) = on_bound {
                 f(bound);
