@@ -134,6 +134,12 @@ async fn every_resource_supports_get_put_delete_and_both_patches() {
         let all = n.admin(Method::GET, &url(res), "").await;
         assert_eq!(all.status, StatusCode::OK);
         assert_eq!(all.json()[name], *e, "{res}: GET all shows the same entry");
+        let slash = n.admin(Method::GET, &url(&format!("{res}/")), "").await;
+        assert_eq!(
+            (slash.status, slash.json()),
+            (StatusCode::OK, all.json()),
+            "{res}/"
+        );
         // PATCH one.
         let (path, value) = patch_for(res);
         let r = n
@@ -407,6 +413,8 @@ fn all_calls() -> Vec<(Method, String, String)> {
     for res in RESOURCES {
         v.push((Method::GET, url(res), String::new()));
         v.push((Method::PATCH, url(res), "[]".into()));
+        v.push((Method::GET, url(&format!("{res}/")), String::new()));
+        v.push((Method::PATCH, url(&format!("{res}/")), "[]".into()));
         v.push((
             Method::GET,
             url(&format!("{res}/repository_read")),
@@ -1255,6 +1263,15 @@ async fn unsupported_and_tls_only_endpoints_answer_clearly() {
         let r = n.admin(m.clone(), &url(path), "").await;
         assert_error(&r, StatusCode::BAD_REQUEST, why);
     }
+    // The seed's trailing-slash form of PATCH all.
+    let r = n
+        .admin(
+            Method::PATCH,
+            &url("tenants/"),
+            json!([{ "op": "add", "path": "/hr", "value": { "description": "HR" } }]).to_string(),
+        )
+        .await;
+    status_body(&r, StatusCode::OK, "OK", "Resource updated.");
     let r = n.admin(Method::POST, &url("roles"), "").await;
     assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
 }

@@ -98,8 +98,34 @@ impl<S: Send + Sync> FromRequest<S> for Body {
 /// Handlers of one resource type: GET/PATCH on the collection, GET/PUT/DELETE/PATCH on one
 /// entry.
 macro_rules! resource_handlers {
-    ($res:ident, $kind:expr, $all:literal, $one:literal, $perm:literal) => {
+    ($res:ident, $kind:expr, $all:literal, $all_slash:literal, $one:literal, $perm:literal) => {
         utoipa_axum::paste! {
+            #[utoipa::path(get, path = $all_slash, tag = "security",
+                operation_id = concat!("get_all_", stringify!($res), "_slash"),
+                description = concat!("As without the trailing slash (the seed's form). Needs `", $perm, "` or a role in `restapi.roles_enabled`."),
+                responses(
+                    (status = 200, description = "name → entry", body = Object),
+                    (status = 401, description = "not authenticated", body = Object),
+                    (status = 403, description = "not allowed", body = Object)))]
+            async fn [<get_all_ $res _slash>](State(app): State<Shared>, caller: Caller) -> ApiResult {
+                resources::get_all(&app, &caller, $kind).await
+            }
+
+            #[utoipa::path(patch, path = $all_slash, tag = "security",
+                operation_id = concat!("patch_all_", stringify!($res), "_slash"),
+                description = concat!("As without the trailing slash (the seed's form). Needs `", $perm, "` or a role in `restapi.roles_enabled`."),
+                request_body(content = Vec<Object>, description = "JSON Patch operations"),
+                responses(
+                    (status = 200, description = "applied", body = StatusMessage),
+                    (status = 400, description = "invalid patch or result", body = Object),
+                    (status = 401, description = "not authenticated", body = Object),
+                    (status = 403, description = "not allowed, reserved or static", body = Object),
+                    (status = 404, description = "hidden entry", body = Object),
+                    (status = 409, description = "changed concurrently", body = Object)))]
+            async fn [<patch_all_ $res _slash>](State(app): State<Shared>, caller: Caller, Body(body): Body) -> ApiResult {
+                resources::patch_all(&app, &caller, $kind, &body).await
+            }
+
             #[utoipa::path(get, path = $all, tag = "security",
                 operation_id = concat!("get_all_", stringify!($res)),
                 description = concat!("Every entry but hidden ones. Needs `", $perm, "` or a role in `restapi.roles_enabled`."),
@@ -193,6 +219,7 @@ resource_handlers!(
     actiongroups,
     Kind::ActionGroups,
     "/_plugins/_security/api/actiongroups",
+    "/_plugins/_security/api/actiongroups/",
     "/_plugins/_security/api/actiongroups/{name}",
     "restapi:admin/actiongroups"
 );
@@ -200,6 +227,7 @@ resource_handlers!(
     internalusers,
     Kind::InternalUsers,
     "/_plugins/_security/api/internalusers",
+    "/_plugins/_security/api/internalusers/",
     "/_plugins/_security/api/internalusers/{name}",
     "restapi:admin/internalusers"
 );
@@ -207,6 +235,7 @@ resource_handlers!(
     roles,
     Kind::Roles,
     "/_plugins/_security/api/roles",
+    "/_plugins/_security/api/roles/",
     "/_plugins/_security/api/roles/{name}",
     "restapi:admin/roles"
 );
@@ -214,6 +243,7 @@ resource_handlers!(
     rolesmapping,
     Kind::RolesMapping,
     "/_plugins/_security/api/rolesmapping",
+    "/_plugins/_security/api/rolesmapping/",
     "/_plugins/_security/api/rolesmapping/{name}",
     "restapi:admin/rolesmapping"
 );
@@ -221,6 +251,7 @@ resource_handlers!(
     tenants,
     Kind::Tenants,
     "/_plugins/_security/api/tenants",
+    "/_plugins/_security/api/tenants/",
     "/_plugins/_security/api/tenants/{name}",
     "restapi:admin/tenants"
 );
@@ -230,6 +261,10 @@ pub fn routes() -> OpenApiRouter<Shared> {
     OpenApiRouter::new()
         .routes(routes!(get_all_actiongroups, patch_all_actiongroups))
         .routes(routes!(
+            get_all_actiongroups_slash,
+            patch_all_actiongroups_slash
+        ))
+        .routes(routes!(
             get_actiongroups,
             put_actiongroups,
             delete_actiongroups,
@@ -237,14 +272,23 @@ pub fn routes() -> OpenApiRouter<Shared> {
         ))
         .routes(routes!(get_all_internalusers, patch_all_internalusers))
         .routes(routes!(
+            get_all_internalusers_slash,
+            patch_all_internalusers_slash
+        ))
+        .routes(routes!(
             get_internalusers,
             put_internalusers,
             delete_internalusers,
             patch_internalusers
         ))
         .routes(routes!(get_all_roles, patch_all_roles))
+        .routes(routes!(get_all_roles_slash, patch_all_roles_slash))
         .routes(routes!(get_roles, put_roles, delete_roles, patch_roles))
         .routes(routes!(get_all_rolesmapping, patch_all_rolesmapping))
+        .routes(routes!(
+            get_all_rolesmapping_slash,
+            patch_all_rolesmapping_slash
+        ))
         .routes(routes!(
             get_rolesmapping,
             put_rolesmapping,
@@ -252,6 +296,7 @@ pub fn routes() -> OpenApiRouter<Shared> {
             patch_rolesmapping
         ))
         .routes(routes!(get_all_tenants, patch_all_tenants))
+        .routes(routes!(get_all_tenants_slash, patch_all_tenants_slash))
         .routes(routes!(
             get_tenants,
             put_tenants,
@@ -259,4 +304,36 @@ pub fn routes() -> OpenApiRouter<Shared> {
             patch_tenants
         ))
         .merge(other::routes())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn every_route_is_documented_once_with_its_errors() {
+        let (_, api) = super::routes().split_for_parts();
+        let mut ids = BTreeSet::new();
+        let mut operations = 0;
+        for (path, item) in &api.paths.paths {
+            assert!(path.starts_with("/_plugins/_security/api/"), "{path}");
+            let ops = [&item.get, &item.put, &item.post, &item.delete, &item.patch];
+            for op in ops.into_iter().flatten() {
+                operations += 1;
+                let id = op.operation_id.clone().unwrap_or_default();
+                assert!(ids.insert(id.clone()), "duplicate operation id {id}");
+                assert!(
+                    op.responses.responses.contains_key("401"),
+                    "{path} {id}: 401 documented"
+                );
+                if path.contains("{name}") {
+                    let params = op.parameters.as_ref().map_or(0, Vec::len);
+                    assert_eq!(params, 1, "{path} {id}: the name parameter");
+                }
+            }
+        }
+        // 5 resources × 8 operations, account 2, securityconfig 3, cache 1, ssl 3,
+        // nodesdn 2 × 4, allowlist and whitelist 2 × 3.
+        assert_eq!(operations, 5 * 8 + 2 + 3 + 1 + 3 + 8 + 6);
+    }
 }

@@ -23,10 +23,20 @@ pub(super) fn routes() -> OpenApiRouter<Shared> {
         .routes(routes!(get_certs))
         .routes(routes!(reload_http_certs))
         .routes(routes!(reload_transport_certs))
-        .routes(routes!(nodesdn_all))
-        .routes(routes!(nodesdn_one))
-        .routes(routes!(allowlist))
-        .routes(routes!(whitelist))
+        .routes(routes!(
+            get_nodesdn,
+            put_nodesdn,
+            patch_nodesdn,
+            delete_nodesdn
+        ))
+        .routes(routes!(
+            get_nodesdn_one,
+            put_nodesdn_one,
+            patch_nodesdn_one,
+            delete_nodesdn_one
+        ))
+        .routes(routes!(get_allowlist, put_allowlist, patch_allowlist))
+        .routes(routes!(get_whitelist, put_whitelist, patch_whitelist))
 }
 
 fn resource_error(status: StatusCode, reason: String) -> ApiError {
@@ -423,28 +433,70 @@ async fn reload_transport_certs(State(app): State<Shared>, caller: Caller) -> Ap
     Err(no_transport("ssl/transport/reloadcerts"))
 }
 
-/// Not supported (no node-to-node transport): 400.
-#[utoipa::path(method(get, put, patch, delete), path = "/_plugins/_security/api/nodesdn", tag = "security",
-    responses(
-        (status = 400, description = "not supported", body = Object),
-        (status = 401, description = "not authenticated", body = Object),
-        (status = 403, description = "not allowed", body = Object)))]
-async fn nodesdn_all(State(app): State<Shared>, caller: Caller, method: Method) -> ApiResult {
-    authorize(&app, &caller, Endpoint::NodesDn, &method)?;
-    Err(no_transport("nodesdn"))
+/// Per-method handlers of an endpoint that is not supported here (400).
+macro_rules! unsupported {
+    ($name:ident, $path:literal, $params:tt, $endpoint:expr, $error:expr, $(($method:ident, $m:expr)),+) => {
+        utoipa_axum::paste! {
+            $(
+                #[utoipa::path($method, path = $path, tag = "security",
+                    operation_id = concat!(stringify!($method), "_", stringify!($name)),
+                    description = "Not supported by encrypt-repo: answers 400 saying so.",
+                    params $params,
+                    responses(
+                        (status = 400, description = "not supported", body = Object),
+                        (status = 401, description = "not authenticated", body = Object),
+                        (status = 403, description = "not allowed", body = Object)))]
+                async fn [<$method _ $name>](State(app): State<Shared>, caller: Caller) -> ApiResult {
+                    authorize(&app, &caller, $endpoint, &$m)?;
+                    Err($error)
+                }
+            )+
+        }
+    };
 }
 
-/// Not supported (no node-to-node transport): 400.
-#[utoipa::path(method(get, put, patch, delete), path = "/_plugins/_security/api/nodesdn/{name}", tag = "security",
-    params(("name" = String, Path, description = "cluster name")),
-    responses(
-        (status = 400, description = "not supported", body = Object),
-        (status = 401, description = "not authenticated", body = Object),
-        (status = 403, description = "not allowed", body = Object)))]
-async fn nodesdn_one(State(app): State<Shared>, caller: Caller, method: Method) -> ApiResult {
-    authorize(&app, &caller, Endpoint::NodesDn, &method)?;
-    Err(no_transport("nodesdn"))
-}
+unsupported!(
+    nodesdn,
+    "/_plugins/_security/api/nodesdn",
+    (),
+    Endpoint::NodesDn,
+    no_transport("nodesdn"),
+    (get, Method::GET),
+    (put, Method::PUT),
+    (patch, Method::PATCH),
+    (delete, Method::DELETE)
+);
+unsupported!(
+    nodesdn_one,
+    "/_plugins/_security/api/nodesdn/{name}",
+    (("name" = String, Path, description = "cluster name")),
+    Endpoint::NodesDn,
+    no_transport("nodesdn"),
+    (get, Method::GET),
+    (put, Method::PUT),
+    (patch, Method::PATCH),
+    (delete, Method::DELETE)
+);
+unsupported!(
+    allowlist,
+    "/_plugins/_security/api/allowlist",
+    (),
+    Endpoint::Allowlist,
+    no_allowlist(),
+    (get, Method::GET),
+    (put, Method::PUT),
+    (patch, Method::PATCH)
+);
+unsupported!(
+    whitelist,
+    "/_plugins/_security/api/whitelist",
+    (),
+    Endpoint::Allowlist,
+    no_allowlist(),
+    (get, Method::GET),
+    (put, Method::PUT),
+    (patch, Method::PATCH)
+);
 
 fn no_allowlist() -> ApiError {
     ApiError::new(
@@ -452,28 +504,6 @@ fn no_allowlist() -> ApiError {
         "not_supported_exception",
         "allowlist is not supported by encrypt-repo: use roles, role mappings and restapi.endpoints_disabled",
     )
-}
-
-/// Not supported: 400.
-#[utoipa::path(method(get, put, patch), path = "/_plugins/_security/api/allowlist", tag = "security",
-    responses(
-        (status = 400, description = "not supported", body = Object),
-        (status = 401, description = "not authenticated", body = Object),
-        (status = 403, description = "not allowed", body = Object)))]
-async fn allowlist(State(app): State<Shared>, caller: Caller, method: Method) -> ApiResult {
-    authorize(&app, &caller, Endpoint::Allowlist, &method)?;
-    Err(no_allowlist())
-}
-
-/// Not supported (the old name of `allowlist`): 400.
-#[utoipa::path(method(get, put, patch), path = "/_plugins/_security/api/whitelist", tag = "security",
-    responses(
-        (status = 400, description = "not supported", body = Object),
-        (status = 401, description = "not authenticated", body = Object),
-        (status = 403, description = "not allowed", body = Object)))]
-async fn whitelist(State(app): State<Shared>, caller: Caller, method: Method) -> ApiResult {
-    authorize(&app, &caller, Endpoint::Allowlist, &method)?;
-    Err(no_allowlist())
 }
 
 #[cfg(test)]
