@@ -407,6 +407,40 @@ async fn account_shows_the_caller_and_changes_its_own_password() {
     assert_error(&r, StatusCode::FORBIDDEN, "Resource 'admin' is reserved.");
 }
 
+#[tokio::test]
+async fn wrong_current_passwords_count_as_failed_logins() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let limits = "    auth_failure_listeners:\n      addresses: { type: ip, allowed_tries: 3, time_window_seconds: 3600, block_expiry_seconds: 600 }\n";
+    let n = node_in(
+        dir.path(),
+        &config_yaml_with(dir.path(), 3600, "", limits, ""),
+    )
+    .await;
+    n.user("alice", "alice-pw-1", &[]).await;
+    let alice = Some(("alice", "alice-pw-1"));
+    for _ in 0..3 {
+        let r = n
+            .call(
+                Method::PUT,
+                &url("account"),
+                alice,
+                &[],
+                json!({ "current_password": "guess", "password": "new-pw-1" }).to_string(),
+            )
+            .await;
+        assert_error(
+            &r,
+            StatusCode::BAD_REQUEST,
+            "Could not validate your current password.",
+        );
+    }
+    // Blocked now (the client address reached its limit; a successful basic login resets only
+    // the user's count): the next login from that address is refused.
+    n.app.authn.flush_cache();
+    let r = n.call(Method::GET, &url("account"), alice, &[], "").await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{r:?}");
+}
+
 /// Every endpoint (but `account`) with every method it has.
 fn all_calls() -> Vec<(Method, String, String)> {
     let mut v = Vec::new();

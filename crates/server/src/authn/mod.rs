@@ -241,6 +241,34 @@ impl Authenticator {
         self.verified.entries().clear();
     }
 
+    /// Checks a password given outside a login (the current password of an account password
+    /// change) under the failed-login limits: refused while `user` or `client` is blocked, and
+    /// a wrong password counts as a failed login. Blocking (argon2id): call from a blocking
+    /// thread.
+    #[must_use]
+    pub fn verify_password_attempt(
+        &self,
+        client: Option<IpAddr>,
+        user: &str,
+        password: &str,
+        stored: &str,
+    ) -> bool {
+        let ip = client.unwrap_or(UNKNOWN_PEER);
+        if self.limiter.check(ip, Some(user), Instant::now()).is_err() {
+            crate::password::dummy_verify(password);
+            return false;
+        }
+        self.verifications
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let ok = crate::password::verify(password, stored);
+        if ok {
+            self.limiter.record_success(ip, Some(user), Instant::now());
+        } else {
+            self.limiter.record_failure(ip, Some(user), Instant::now());
+        }
+        ok
+    }
+
     /// How many password verifications this node has run (cache hits not counted).
     #[must_use]
     pub fn password_verifications(&self) -> u64 {

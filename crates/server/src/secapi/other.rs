@@ -126,8 +126,11 @@ async fn put_account(State(app): State<Shared>, caller: Caller, Body(body): Body
         ));
     }
     let stored = user.hash.clone();
+    let (authn, client, who) = (app.authn.clone(), caller.subject.remote_ip, name.clone());
+    // Under the failed-login limits: a caller authenticated some other way (a token naming an
+    // internal user) cannot use this to guess the password.
     let hash = tokio::task::spawn_blocking(move || {
-        if crate::password::verify(&current, &stored) {
+        if authn.verify_password_attempt(client, &who, &current, &stored) {
             crate::password::hash(&new).map(Some)
         } else {
             Ok(None)
