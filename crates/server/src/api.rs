@@ -1,7 +1,6 @@
 //! The HTTP API (axum). Every route but the health check authenticates, then checks the action
 //! documented in [`crate::security`].
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -9,7 +8,6 @@ use axum::body::Body;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header, request::Parts};
 use axum::response::{IntoResponse, Response};
-use axum::routing::put;
 use axum::{Json, Router};
 use bytes::Bytes;
 use encrypt_repo_store::{CryptoSettings, RegistrationRequest, Repository, Shred};
@@ -28,7 +26,7 @@ use crate::openapi::{
     PayloadTooLarge, RangeNotSatisfiable, RepositoryNotFound, Unauthorized, Unverifiable,
     UpstreamFailed,
 };
-use crate::security::{InternalUser, SecurityModel, Subject, actions};
+use crate::security::{SecurityModel, Subject, actions};
 
 type Shared = Arc<App>;
 type ApiResult<T = Response> = Result<T, ApiError>;
@@ -53,12 +51,6 @@ pub fn routes() -> OpenApiRouter<Shared> {
         .routes(routes!(health))
         .routes(routes!(authinfo))
         .routes(routes!(crate::openapi::document))
-        // The minimum of the internal-users API until the security REST API replaces it;
-        // undocumented.
-        .route(
-            "/_plugins/_security/api/internalusers/{name}",
-            put(put_user).get(get_user),
-        )
         .routes(routes!(get_all_repositories))
         .routes(routes!(get_all_repositories_slash))
         .routes(routes!(put_repository, get_repository, delete_repository))
@@ -69,6 +61,7 @@ pub fn routes() -> OpenApiRouter<Shared> {
         .routes(routes!(rotate_keys))
         .routes(routes!(rewrap_keys))
         .routes(routes!(shred_keys))
+        .merge(crate::secapi::routes())
 }
 
 /// The router of a node: [`routes`] with the API's fallbacks for unknown paths and methods.
@@ -142,7 +135,8 @@ pub struct Caller {
     pub subject: Subject,
     /// Mapped roles.
     pub roles: std::collections::BTreeSet<String>,
-    model: Arc<SecurityModel>,
+    /// The model the caller was authenticated against.
+    pub(crate) model: Arc<SecurityModel>,
 }
 
 impl std::fmt::Debug for Caller {
@@ -281,120 +275,6 @@ async fn authinfo(caller: Caller) -> Response {
         "sso_logout_url": null,
     }))
     .into_response()
-}
-
-// --- internal users (the minimum of the security REST API this issue needs) ---
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct UserRequest {
-    #[serde(default)]
-    password: Option<String>,
-    #[serde(default)]
-    hash: Option<String>,
-    #[serde(default)]
-    backend_roles: Vec<String>,
-    #[serde(default)]
-    opendistro_security_roles: Vec<String>,
-    #[serde(default)]
-    attributes: BTreeMap<String, String>,
-    #[serde(default)]
-    description: Option<String>,
-}
-
-async fn put_user(
-    State(app): State<Shared>,
-    caller: Caller,
-    P(name): P<String>,
-    RawBody(body): RawBody,
-) -> ApiResult {
-    caller.cluster(actions::INTERNAL_USERS)?;
-    let req: UserRequest = parse_json(&body)?;
-    if name.is_empty()
-        || name.len() > 255
-        || name.contains(':')
-        || name.chars().any(char::is_control)
-    {
-        return Err(ApiError::bad_request("invalid user name"));
-    }
-    let hash = match (req.password, req.hash) {
-        (Some(p), None) if !p.is_empty() => {
-            let p = zeroize::Zeroizing::new(p);
-            tokio::task::spawn_blocking(move || crate::password::hash(&p))
-                .await
-                .map_err(|e| ApiError::internal(&e))?
-                .map_err(|e| ApiError::internal(&e))?
-        }
-        (None, Some(h)) if crate::password::is_supported(&h) => h,
-        (None, Some(_)) => {
-            return Err(ApiError::bad_request(
-                "hash: not an argon2id or bcrypt hash",
-            ));
-        }
-        _ => {
-            return Err(ApiError::bad_request(
-                "exactly one of password (not empty) or hash is required",
-            ));
-        }
-    };
-    let loaded = app.loaded();
-    let mut data = loaded.security.value.clone();
-    if data.internalusers.get(&name).is_some_and(|u| u.reserved) {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "security_exception",
-            format!("resource '{name}' is reserved"),
-        ));
-    }
-    let created = data
-        .internalusers
-        .insert(
-            name.clone(),
-            InternalUser {
-                hash,
-                backend_roles: req.backend_roles,
-                opendistro_security_roles: req.opendistro_security_roles,
-                attributes: req.attributes,
-                description: req.description,
-                ..InternalUser::default()
-            },
-        )
-        .is_none();
-    app.write_security(loaded.security.generation, data).await?;
-    let (status, word) = if created {
-        (StatusCode::CREATED, "CREATED")
-    } else {
-        (StatusCode::OK, "OK")
-    };
-    Ok((status, Json(json!({ "status": word, "message": format!("'{name}' {}", if created { "created" } else { "updated" }) }))).into_response())
-}
-
-async fn get_user(State(app): State<Shared>, caller: Caller, P(name): P<String>) -> ApiResult {
-    caller.cluster(actions::INTERNAL_USERS)?;
-    let loaded = app.loaded();
-    let u = loaded
-        .security
-        .value
-        .internalusers
-        .get(&name)
-        .filter(|u| !u.hidden)
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                "resource_not_found_exception",
-                format!("user '{name}' not found"),
-            )
-        })?;
-    Ok(Json(json!({ name: {
-        "hash": "",
-        "reserved": u.reserved,
-        "hidden": u.hidden,
-        "backend_roles": u.backend_roles,
-        "opendistro_security_roles": u.opendistro_security_roles,
-        "attributes": u.attributes,
-        "description": u.description,
-    }}))
-    .into_response())
 }
 
 // --- repositories ---

@@ -52,6 +52,8 @@ pub struct App {
     pub authn: Authenticator,
     loaded: RwLock<Arc<Loaded>>,
     opened: Mutex<HashMap<String, Opened>>,
+    /// The served TLS configuration, once `serve` listens with TLS (for `ssl/http/reloadcerts`).
+    pub tls: std::sync::OnceLock<axum_server::tls_rustls::RustlsConfig>,
 }
 
 /// The provider registry of the service: `local`, `passphrase`, `exec`, `aws-kms`, `openbao`.
@@ -142,6 +144,7 @@ impl App {
             authn,
             loaded: RwLock::new(Arc::new(loaded)),
             opened: Mutex::default(),
+            tls: std::sync::OnceLock::new(),
         }))
     }
 
@@ -304,6 +307,22 @@ impl App {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .insert(name.to_owned(), (req, store.clone()));
         Ok(store)
+    }
+
+    /// Drops the unwrapped data keys of every opened repository (zeroized); the next read asks
+    /// the key provider again. Returns how many repositories were flushed.
+    pub async fn flush_key_caches(&self) -> usize {
+        let stores: Vec<_> = self
+            .opened
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .values()
+            .map(|(_, s)| s.clone())
+            .collect();
+        for s in &stores {
+            s.repository().flush_caches().await;
+        }
+        stores.len()
     }
 
     /// Closes the opened repository `name` (after a re-registration or re-wrap).

@@ -64,6 +64,78 @@ pub struct ServerConfig {
     pub config: SecurityConfig,
     /// Where and how to listen, and where the state lives.
     pub server: ServerSection,
+    /// Who may use the security REST API (OpenSearch's `plugins.security.restapi.*`).
+    #[serde(default)]
+    pub restapi: RestApiConfig,
+}
+
+/// `restapi`: access to `/_plugins/_security/api/…` (see `crate::secapi::access`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestApiConfig {
+    /// Roles that may use every endpoint (default `all_access`, `security_rest_api_access`).
+    #[serde(default = "default_roles_enabled")]
+    pub roles_enabled: Vec<String>,
+    /// `<role>: { <ENDPOINT>: [<METHOD>, …] }`: methods an enabled role may not use.
+    #[serde(default)]
+    pub endpoints_disabled: BTreeMap<String, BTreeMap<String, Vec<String>>>,
+    /// PUT and PATCH of `securityconfig`. Only `false` (the default) is accepted: the dynamic
+    /// configuration is read from each node's own `config.yml`.
+    #[serde(default)]
+    pub allow_securityconfig_modification: bool,
+}
+
+impl Default for RestApiConfig {
+    fn default() -> Self {
+        Self {
+            roles_enabled: default_roles_enabled(),
+            endpoints_disabled: BTreeMap::new(),
+            allow_securityconfig_modification: false,
+        }
+    }
+}
+
+fn default_roles_enabled() -> Vec<String> {
+    vec!["all_access".into(), "security_rest_api_access".into()]
+}
+
+impl RestApiConfig {
+    fn validate(&self) -> Result<()> {
+        let bad = |key: String, what: &str| Err(Error::Config(format!("{key}: {what}")));
+        if let Some(i) = self.roles_enabled.iter().position(|r| r.trim().is_empty()) {
+            return bad(format!("restapi.roles_enabled[{i}]"), "empty role name");
+        }
+        for (role, endpoints) in &self.endpoints_disabled {
+            for (endpoint, methods) in endpoints {
+                let key = format!("restapi.endpoints_disabled.{role}.{endpoint}");
+                if !crate::secapi::access::ENDPOINT_NAMES.contains(&endpoint.as_str()) {
+                    return bad(
+                        key,
+                        &format!(
+                            "unknown endpoint (known: {})",
+                            crate::secapi::access::ENDPOINT_NAMES.join(", ")
+                        ),
+                    );
+                }
+                if let Some(m) = methods
+                    .iter()
+                    .find(|m| !crate::secapi::access::METHOD_NAMES.contains(&m.as_str()))
+                {
+                    return bad(
+                        key,
+                        &format!("unknown method {m:?} (known: GET, PUT, POST, DELETE, PATCH)"),
+                    );
+                }
+            }
+        }
+        if self.allow_securityconfig_modification {
+            return bad(
+                "restapi.allow_securityconfig_modification".into(),
+                "true is not supported: the dynamic configuration is read from each node's config.yml; change it there and restart",
+            );
+        }
+        Ok(())
+    }
 }
 
 /// `_meta`.
@@ -401,6 +473,7 @@ impl ServerConfig {
                 "must be true: the system repository holds password hashes",
             );
         }
+        self.restapi.validate()?;
         // jwt settings, rate limits and xff patterns are checked by building them.
         crate::authn::Authenticator::new(self)?;
         Ok(())
@@ -569,5 +642,42 @@ server:
         assert!(e.contains("_meta.config_version"), "{e}");
         let e = err(&SAMPLE.replace("encrypted: true", "encrypted: false"));
         assert!(e.contains("server.system_repository.encrypted"), "{e}");
+    }
+
+    #[test]
+    fn restapi_section_defaults_and_bad_values() {
+        let c = ServerConfig::from_yaml(SAMPLE).expect("valid");
+        assert_eq!(
+            c.restapi.roles_enabled,
+            ["all_access", "security_rest_api_access"]
+        );
+        let with = |section: &str| format!("{SAMPLE}restapi:\n{section}");
+        let c = ServerConfig::from_yaml(&with(
+            "  roles_enabled: [all_access, ops]\n  endpoints_disabled: { ops: { ROLES: [PUT, DELETE] } }\n",
+        ))
+        .expect("valid");
+        assert_eq!(
+            c.restapi.endpoints_disabled["ops"]["ROLES"],
+            ["PUT", "DELETE"]
+        );
+        let e = err(&with("  endpoints_disabled: { ops: { ROLE: [PUT] } }\n"));
+        assert!(
+            e.contains("restapi.endpoints_disabled.ops.ROLE: unknown endpoint"),
+            "{e}"
+        );
+        let e = err(&with("  endpoints_disabled: { ops: { ROLES: [put] } }\n"));
+        assert!(
+            e.contains("restapi.endpoints_disabled.ops.ROLES: unknown method"),
+            "{e}"
+        );
+        let e = err(&with("  roles_enabled: [\"\"]\n"));
+        assert!(e.contains("restapi.roles_enabled[0]"), "{e}");
+        let e = err(&with("  allow_securityconfig_modification: true\n"));
+        assert!(
+            e.contains("restapi.allow_securityconfig_modification"),
+            "{e}"
+        );
+        let e = err(&with("  roles_enable: []\n"));
+        assert!(e.contains("restapi") && e.contains("roles_enable"), "{e}");
     }
 }

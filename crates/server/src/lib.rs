@@ -15,6 +15,7 @@
 //! - [`state`]: the system repository and its generations (409 on a lost update).
 //! - [`api`]: the routes.
 //! - [`openapi`]: the OpenAPI document of the routes, served at `GET /_openapi.json`.
+//! - [`secapi`]: the security REST API under `/_plugins/_security/api/`.
 
 pub mod api;
 pub mod app;
@@ -24,6 +25,7 @@ pub mod config;
 pub mod error;
 pub mod openapi;
 pub mod password;
+pub mod secapi;
 pub mod security;
 pub mod state;
 
@@ -75,7 +77,7 @@ async fn run(
 ) -> Result<()> {
     let listen = app.config.server.listen;
     let tls = app.config.server.tls.clone();
-    let service = api::router(app).into_make_service_with_connect_info::<SocketAddr>();
+    let service = api::router(app.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let listener = std::net::TcpListener::bind(listen)
         .map_err(|e| Error::Config(format!("server.listen: cannot listen on {listen}: {e}")))?;
     listener.set_nonblocking(true)?;
@@ -94,6 +96,7 @@ async fn run(
             )
             .await
             .map_err(|e| Error::Config(format!("server.tls: {e}")))?;
+            let _ = app.tls.set(rustls.clone());
             tracing::info!(address = %bound, "listening (https)");
             if let Some(f) = on_bound {
                 f(bound);

@@ -15,12 +15,24 @@
 //! | `cluster:admin/repository/get` | `GET /_snapshot`, `GET /_snapshot/{repo}` |
 //! | `cluster:admin/repository/delete` | `DELETE /_snapshot/{repo}` |
 //! | `cluster:admin/repository/verify` | `POST /_snapshot/{repo}/_verify` |
-//! | `restapi:admin/internalusers` | `PUT`, `GET /_plugins/_security/api/internalusers/{name}` |
+//! | `restapi:admin/actiongroups` | `/_plugins/_security/api/actiongroups[/{name}]` |
+//! | `restapi:admin/internalusers` | `/_plugins/_security/api/internalusers[/{name}]` |
+//! | `restapi:admin/roles` | `/_plugins/_security/api/roles[/{name}]` |
+//! | `restapi:admin/rolesmapping` | `/_plugins/_security/api/rolesmapping[/{name}]` |
+//! | `restapi:admin/tenants` | `/_plugins/_security/api/tenants[/{name}]` |
+//! | `restapi:admin/config` | `/_plugins/_security/api/securityconfig` |
+//! | `restapi:admin/cache` | `DELETE /_plugins/_security/api/cache` |
+//! | `restapi:admin/ssl/certs/info` | `GET /_plugins/_security/api/ssl/certs` |
+//! | `restapi:admin/ssl/certs/reload` | `PUT /_plugins/_security/api/ssl/{http,transport}/reloadcerts` |
 //! | `repository:data/read` | `GET`, `HEAD` objects, `GET …/_objects` (listing) |
 //! | `repository:data/write` | `PUT` objects |
 //! | `repository:data/delete` | `DELETE` objects |
 //! | `repository:keys/read` | `GET /_snapshot/{repo}/_keys` |
 //! | `repository:keys/manage` | `POST …/_keys/_rotate`, `…/_rewrap`, `…/_shred` |
+//!
+//! The `restapi:admin/…` permissions are one of two ways into the security REST API; the other
+//! is `restapi.roles_enabled` in the configuration (see `crate::secapi::access`).
+//! `GET`/`PUT /_plugins/_security/api/account` needs only an authenticated user.
 //!
 //! `GET /_plugins/_security/health` needs no authentication; `GET /_plugins/_security/authinfo`
 //! needs only an authenticated user.
@@ -73,8 +85,28 @@ pub mod actions {
     pub const REPOSITORY_DELETE: &str = "cluster:admin/repository/delete";
     /// Verify.
     pub const REPOSITORY_VERIFY: &str = "cluster:admin/repository/verify";
-    /// Manage internal users.
+    /// Manage internal users (`/_plugins/_security/api/internalusers`).
     pub const INTERNAL_USERS: &str = "restapi:admin/internalusers";
+    /// Manage action groups (`/_plugins/_security/api/actiongroups`).
+    pub const RESTAPI_ACTIONGROUPS: &str = "restapi:admin/actiongroups";
+    /// Manage roles (`/_plugins/_security/api/roles`).
+    pub const RESTAPI_ROLES: &str = "restapi:admin/roles";
+    /// Manage role mappings (`/_plugins/_security/api/rolesmapping`).
+    pub const RESTAPI_ROLESMAPPING: &str = "restapi:admin/rolesmapping";
+    /// Manage tenants (`/_plugins/_security/api/tenants`).
+    pub const RESTAPI_TENANTS: &str = "restapi:admin/tenants";
+    /// Read the dynamic configuration (`/_plugins/_security/api/securityconfig`).
+    pub const RESTAPI_CONFIG: &str = "restapi:admin/config";
+    /// Flush caches (`DELETE /_plugins/_security/api/cache`).
+    pub const RESTAPI_CACHE: &str = "restapi:admin/cache";
+    /// Read the certificates (`GET /_plugins/_security/api/ssl/certs`).
+    pub const RESTAPI_SSL_INFO: &str = "restapi:admin/ssl/certs/info";
+    /// Reload the certificates (`PUT /_plugins/_security/api/ssl/*/reloadcerts`).
+    pub const RESTAPI_SSL_RELOAD: &str = "restapi:admin/ssl/certs/reload";
+    /// `nodesdn` (not supported: no node-to-node transport).
+    pub const RESTAPI_NODESDN: &str = "restapi:admin/nodesdn";
+    /// `allowlist` (not supported).
+    pub const RESTAPI_ALLOWLIST: &str = "restapi:admin/allowlist";
     /// Read and list objects.
     pub const DATA_READ: &str = "repository:data/read";
     /// Write objects.

@@ -60,6 +60,8 @@ pub struct Authenticator {
     /// core for tens of milliseconds, so without a bound a burst of logins is a memory and CPU
     /// denial of service.
     hashing: Arc<tokio::sync::Semaphore>,
+    /// Password verifications started (argon2id / bcrypt work, not cache hits).
+    verifications: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// How long a verified password is remembered (OpenSearch caches authenticated users too).
@@ -229,7 +231,49 @@ impl Authenticator {
             hashing: Arc::new(tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, std::num::NonZero::get),
             )),
+            verifications: Arc::default(),
         })
+    }
+
+    /// Forgets every remembered password verification (`DELETE …/api/cache`): the next
+    /// request of each user verifies its password again.
+    pub fn flush_cache(&self) {
+        self.verified.entries().clear();
+    }
+
+    /// Checks a password given outside a login (the current password of an account password
+    /// change) under the failed-login limits: refused while `user` or `client` is blocked, and
+    /// a wrong password counts as a failed login. Blocking (argon2id): call from a blocking
+    /// thread.
+    #[must_use]
+    pub fn verify_password_attempt(
+        &self,
+        client: Option<IpAddr>,
+        user: &str,
+        password: &str,
+        stored: &str,
+    ) -> bool {
+        let ip = client.unwrap_or(UNKNOWN_PEER);
+        if self.limiter.check(ip, Some(user), Instant::now()).is_err() {
+            crate::password::dummy_verify(password);
+            return false;
+        }
+        self.verifications
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let ok = crate::password::verify(password, stored);
+        if ok {
+            self.limiter.record_success(ip, Some(user), Instant::now());
+        } else {
+            self.limiter.record_failure(ip, Some(user), Instant::now());
+        }
+        ok
+    }
+
+    /// How many password verifications this node has run (cache hits not counted).
+    #[must_use]
+    pub fn password_verifications(&self) -> u64 {
+        self.verifications
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The client address of a request from `peer`: the remote-IP header is used only when
@@ -308,6 +352,8 @@ impl Authenticator {
         let Ok(_permit) = self.hashing.acquire().await else {
             return Err(());
         };
+        self.verifications
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let (m, cache) = (model.clone(), self.verified.clone());
         let verified = tokio::task::spawn_blocking(move || {
             let s = verify_basic(&m, &creds);

@@ -1,0 +1,535 @@
+//! `account`, `securityconfig`, `cache`, `ssl/…`, and the seed's endpoints that have no meaning
+//! here (`nodesdn`, `allowlist`, `whitelist`, `ssl/transport/reloadcerts`).
+
+use axum::extract::State;
+use axum::http::{Method, StatusCode};
+use axum::response::IntoResponse;
+use serde_json::{Map, Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::access::{Endpoint, authorize};
+use super::validate::{Ty, check_object, parse_body};
+use super::{ApiResult, Body, Shared, StatusMessage, status_message};
+use crate::api::Caller;
+use crate::error::ApiError;
+
+pub(super) fn routes() -> OpenApiRouter<Shared> {
+    OpenApiRouter::new()
+        .routes(routes!(get_account, put_account))
+        .routes(routes!(get_securityconfig, patch_securityconfig))
+        .routes(routes!(put_securityconfig))
+        .routes(routes!(flush_cache))
+        .routes(routes!(get_certs))
+        .routes(routes!(reload_http_certs))
+        .routes(routes!(reload_transport_certs))
+        .routes(routes!(
+            get_nodesdn,
+            put_nodesdn,
+            patch_nodesdn,
+            delete_nodesdn
+        ))
+        .routes(routes!(
+            get_nodesdn_one,
+            put_nodesdn_one,
+            patch_nodesdn_one,
+            delete_nodesdn_one
+        ))
+        .routes(routes!(get_allowlist, put_allowlist, patch_allowlist))
+        .routes(routes!(get_whitelist, put_whitelist, patch_whitelist))
+}
+
+fn resource_error(status: StatusCode, reason: String) -> ApiError {
+    let kind = if status == StatusCode::NOT_FOUND {
+        "resource_not_found_exception"
+    } else {
+        "security_exception"
+    };
+    ApiError::new(status, kind, reason)
+}
+
+/// The caller's account: name, flags, backend roles, attribute names, tenants and roles.
+/// Needs an authenticated user only.
+#[utoipa::path(get, path = "/_plugins/_security/api/account", tag = "security",
+    responses(
+        (status = 200, description = "the caller's account", body = Object),
+        (status = 401, description = "not authenticated", body = Object)))]
+async fn get_account(State(app): State<Shared>, caller: Caller) -> ApiResult {
+    let loaded = app.loaded();
+    let s = &caller.subject;
+    let user = loaded.security.value.internalusers.get(&s.name);
+    Ok(axum::Json(json!({
+        "user_name": s.name,
+        "is_reserved": user.is_some_and(|u| u.reserved || u.hidden),
+        "is_hidden": user.is_some_and(|u| u.hidden),
+        "is_internal_user": user.is_some(),
+        "user_requested_tenant": null,
+        "backend_roles": s.backend_roles,
+        "custom_attribute_names": user.map(|u| u.attributes.keys().cloned().collect::<Vec<_>>()).unwrap_or_default(),
+        "tenants": caller.model.tenants_of(&caller.roles),
+        "roles": caller.roles,
+    }))
+    .into_response())
+}
+
+/// Changes the caller's own password: `{"current_password", "password"}`. Needs an
+/// authenticated internal user that is neither hidden (404) nor reserved (403).
+#[utoipa::path(put, path = "/_plugins/_security/api/account", tag = "security",
+    request_body(content = Object, description = "current_password and password"),
+    responses(
+        (status = 200, description = "updated", body = StatusMessage),
+        (status = 400, description = "missing or wrong current_password, invalid body", body = Object),
+        (status = 401, description = "not authenticated", body = Object),
+        (status = 403, description = "reserved user or not an internal user", body = Object),
+        (status = 404, description = "hidden user", body = Object),
+        (status = 409, description = "changed concurrently", body = Object)))]
+async fn put_account(State(app): State<Shared>, caller: Caller, Body(body): Body) -> ApiResult {
+    let v = parse_body(&body)?;
+    check_object(
+        "",
+        &v,
+        &[
+            ("current_password", Ty::Str, false),
+            ("password", Ty::Str, false),
+        ],
+    )?;
+    let text = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or_default();
+    let current = zeroize::Zeroizing::new(text("current_password").to_owned());
+    let new = zeroize::Zeroizing::new(text("password").to_owned());
+    if current.is_empty() {
+        return Err(ApiError::bad_request("'current_password': required"));
+    }
+    if new.is_empty() {
+        return Err(ApiError::bad_request("'password': required"));
+    }
+    if new.len() > crate::password::MAX_PASSWORD_LEN {
+        return Err(ApiError::bad_request("'password': too long"));
+    }
+    let name = caller.subject.name.clone();
+    let loaded = app.loaded();
+    let Some(user) = loaded.security.value.internalusers.get(&name) else {
+        return Err(resource_error(
+            StatusCode::FORBIDDEN,
+            format!("'{name}' is not an internal user; its password is not kept here."),
+        ));
+    };
+    if user.hidden {
+        return Err(resource_error(
+            StatusCode::NOT_FOUND,
+            format!("Resource '{name}' is not available."),
+        ));
+    }
+    if user.reserved {
+        return Err(resource_error(
+            StatusCode::FORBIDDEN,
+            format!("Resource '{name}' is reserved."),
+        ));
+    }
+    let stored = user.hash.clone();
+    let (authn, client, who) = (app.authn.clone(), caller.subject.remote_ip, name.clone());
+    // Under the failed-login limits: a caller authenticated some other way (a token naming an
+    // internal user) cannot use this to guess the password.
+    let hash = tokio::task::spawn_blocking(move || {
+        if authn.verify_password_attempt(client, &who, &current, &stored) {
+            crate::password::hash(&new).map(Some)
+        } else {
+            Ok(None)
+        }
+    })
+    .await
+    .map_err(|e| ApiError::internal(&e))?
+    .map_err(|e| ApiError::internal(&e))?
+    .ok_or_else(|| ApiError::bad_request("Could not validate your current password."))?;
+    let mut data = loaded.security.value.clone();
+    if let Some(u) = data.internalusers.get_mut(&name) {
+        u.hash = hash;
+    }
+    app.write_security(loaded.security.generation, data).await?;
+    Ok(status_message(StatusCode::OK, format!("'{name}' updated.")))
+}
+
+/// Whether a setting name holds a secret (redacted from `securityconfig`).
+fn secret_key(k: &str) -> bool {
+    let k = k.to_ascii_lowercase();
+    k == "signing_key"
+        || ["secret", "password", "private", "credential", "token"]
+            .iter()
+            .any(|s| k.contains(s))
+}
+
+fn redact(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, x)| {
+                    let x = if secret_key(k) && !x.is_null() {
+                        Value::String("<redacted>".into())
+                    } else {
+                        redact(x)
+                    };
+                    (k.clone(), x)
+                })
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.iter().map(redact).collect()),
+        other => other.clone(),
+    }
+}
+
+fn dynamic_config(c: &crate::config::Dynamic) -> Value {
+    let authc: Map<String, Value> = c
+        .authc
+        .iter()
+        .map(|(name, d)| {
+            (
+                name.clone(),
+                json!({
+                    "description": d.description,
+                    "http_enabled": d.http_enabled,
+                    "transport_enabled": d.transport_enabled,
+                    "order": d.order,
+                    "http_authenticator": {
+                        "type": d.http_authenticator.kind,
+                        "challenge": d.http_authenticator.challenge,
+                        "config": redact(&d.http_authenticator.config),
+                    },
+                    "authentication_backend": {
+                        "type": d.authentication_backend.kind,
+                        "config": redact(&d.authentication_backend.config),
+                    },
+                }),
+            )
+        })
+        .collect();
+    let authz: Map<String, Value> = c
+        .authz
+        .iter()
+        .map(|(name, d)| {
+            (
+                name.clone(),
+                json!({
+                    "description": d.description,
+                    "http_enabled": d.http_enabled,
+                    "transport_enabled": d.transport_enabled,
+                    "authorization_backend": {
+                        "type": d.authorization_backend.kind,
+                        "config": redact(&d.authorization_backend.config),
+                    },
+                }),
+            )
+        })
+        .collect();
+    let xff = &c.http.xff;
+    json!({
+        "http": {
+            "anonymous_auth_enabled": c.http.anonymous_auth_enabled,
+            "xff": {
+                "enabled": xff.enabled,
+                "internalProxies": xff.internal_proxies,
+                "remoteIpHeader": xff.remote_ip_header,
+            },
+        },
+        "authc": authc,
+        "authz": authz,
+        "auth_failure_listeners": redact(&Value::Object(c.auth_failure_listeners.clone().into_iter().collect())),
+    })
+}
+
+/// The dynamic configuration this node runs with (`config.dynamic` of its `config.yml`), with
+/// secrets such as JWT signing keys redacted. Needs `restapi:admin/config` or a role in
+/// `restapi.roles_enabled`.
+#[utoipa::path(get, path = "/_plugins/_security/api/securityconfig", tag = "security",
+    responses(
+        (status = 200, description = "`{\"config\": {\"dynamic\": …}}`", body = Object),
+        (status = 401, description = "not authenticated", body = Object),
+        (status = 403, description = "not allowed", body = Object)))]
+async fn get_securityconfig(State(app): State<Shared>, caller: Caller) -> ApiResult {
+    authorize(&app, &caller, Endpoint::Config, &Method::GET)?;
+    Ok(axum::Json(json!({
+        "config": { "dynamic": dynamic_config(&app.config.config.dynamic) }
+    }))
+    .into_response())
+}
+
+fn modification_refused() -> ApiError {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "security_exception",
+        "Modifying the security configuration through the REST API is disabled \
+         (restapi.allow_securityconfig_modification is false, the only value encrypt-repo \
+         accepts): change config.yml on each node and restart it",
+    )
+}
+
+/// Refused: the configuration comes from each node's `config.yml`
+/// (`restapi.allow_securityconfig_modification` can only be false). Needs
+/// `restapi:admin/config` or a role in `restapi.roles_enabled` first.
+#[utoipa::path(put, path = "/_plugins/_security/api/securityconfig/config", tag = "security",
+    request_body(content = Object, description = "ignored"),
+    responses(
+        (status = 401, description = "not authenticated", body = Object),
+        (status = 403, description = "modification disabled, or not allowed", body = Object)))]
+async fn put_securityconfig(State(app): State<Shared>, caller: Caller) -> ApiResult {
+    authorize(&app, &caller, Endpoint::Config, &Method::PUT)?;
+    Err(modification_refused())
+}
+
+/// Refused, as PUT.
+#[utoipa::path(patch, path = "/_plugins/_security/api/securityconfig", tag = "security",
+    request_body(content = Vec<Object>, description = "ignored"),
+    responses(
+        (status = 401, description = "not authenticated", body = Object),
+        (status = 403, description = "modification disabled, or not allowed", body = Object)))]
+async fn patch_securityconfig(State(app): State<Shared>, caller: Caller) -> ApiResult {
+    authorize(&app, &caller, Endpoint::Config, &Method::PATCH)?;
+    Err(modification_refused())
+}
+
+/// Flushes this node's remembered password verifications and the unwrapped data keys of every
+/// opened repository: the next request verifies its password again and the next read asks
+/// the key provider again. Needs `restapi:admin/cache` or a role in `restapi.roles_enabled`.
+#[utoipa::path(delete, path = "/_plugins/_security/api/cache", tag = "security",
+    responses(
+        (status = 200, description = "flushed", body = StatusMessage),
+        (status = 401, description = "not authenticated", body = Object),
+        (status = 403, description = "not allowed", body = Object)))]
+async fn flush_cache(State(app): State<Shared>, caller: Caller) -> ApiResult {
+    authorize(&app, &caller, Endpoint::Cache, &Method::DELETE)?;
+    app.authn.flush_cache();
+    let n = app.flush_key_caches().await;
+    tracing::info!(
+        user = %caller.subject.name,
+        repositories = n,
+        "caches flushed"
+    );
+    Ok(status_message(
+        StatusCode::OK,
+        "Cache flushed successfully.".into(),
+    ))
+}
+
+fn tls_off() -> ApiError {
+    ApiError::bad_request("TLS is not enabled on this node (server.tls is not set)")
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` of a Unix time (proleptic Gregorian, days-from-civil inverse).
+fn rfc3339(unix: i64) -> String {
+    let (days, secs) = (unix.div_euclid(86_400), unix.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
+/// The certificates of a PEM chain: subject, issuer, SAN, validity.
+fn describe_chain(pem: &[u8]) -> Result<Vec<Value>, String> {
+    let mut out = Vec::new();
+    for item in x509_parser::pem::Pem::iter_from_buffer(pem) {
+        let item = item.map_err(|e| format!("not PEM: {e}"))?;
+        let cert = item
+            .parse_x509()
+            .map_err(|e| format!("not an X.509 certificate: {e}"))?;
+        let san = cert
+            .subject_alternative_name()
+            .ok()
+            .flatten()
+            .map(|s| {
+                s.value
+                    .general_names
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .unwrap_or_default();
+        let v = cert.validity();
+        out.push(json!({
+            "issuer_dn": cert.issuer().to_string(),
+            "subject_dn": cert.subject().to_string(),
+            "san": san,
+            "not_before": rfc3339(v.not_before.timestamp()),
+            "not_after": rfc3339(v.not_after.timestamp()),
+        }));
+    }
+    Ok(out)
+}
+
+/// The HTTP certificate chain (`server.tls.certificate`): subject, issuer, SAN, validity; the
+/// transport list is always empty. 400 when TLS is off. Needs `restapi:admin/ssl/certs/info`
+/// or a role in `restapi.roles_enabled`.
+#[utoipa::path(get, path = "/_plugins/_security/api/ssl/certs", tag = "security",
+    responses(
+        (status = 200, description = "http_certificates_list, transport_certificates_list", body = Object),
+        (status = 400, description = "TLS is off", body = Object),
+        (status = 401, description = "not authenticated", body = Object),
+        (status = 403, description = "not allowed", body = Object)))]
+async fn get_certs(State(app): State<Shared>, caller: Caller) -> ApiResult {
+    authorize(&app, &caller, Endpoint::SslInfo, &Method::GET)?;
+    let tls = app.config.server.tls.as_ref().ok_or_else(tls_off)?;
+    let pem = tokio::fs::read(&tls.certificate)
+        .await
+        .map_err(|e| ApiError::internal(&format!("reading server.tls.certificate: {e}")))?;
+    let list = describe_chain(&pem)
+        .map_err(|e| ApiError::internal(&format!("server.tls.certificate: {e}")))?;
+    Ok(axum::Json(json!({
+        "http_certificates_list": list,
+        "transport_certificates_list": [],
+    }))
+    .into_response())
+}
+
+/// Reloads the HTTP certificate and key from `server.tls` without a restart; new connections
+/// use them. 400 when TLS is off or the files are unusable (the old certificate stays). Needs
+/// `restapi:admin/ssl/certs/reload` or a role in `restapi.roles_enabled`.
+#[utoipa::path(put, path = "/_plugins/_security/api/ssl/http/reloadcerts", tag = "security",
+    responses(
+        (status = 200, description = "reloaded", body = StatusMessage),
+        (status = 400, description = "TLS is off, or the new files are unusable", body = Object),
+        (status = 401, description = "not authenticated", body = Object),
+        (status = 403, description = "not allowed", body = Object)))]
+async fn reload_http_certs(State(app): State<Shared>, caller: Caller) -> ApiResult {
+    authorize(&app, &caller, Endpoint::SslReload, &Method::PUT)?;
+    let tls = app.config.server.tls.as_ref().ok_or_else(tls_off)?;
+    let rustls = app.tls.get().ok_or_else(|| {
+        ApiError::bad_request("this node is not serving HTTPS (no listener to reload)")
+    })?;
+    rustls
+        .reload_from_pem_file(&tls.certificate, &tls.private_key)
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, "reloading the HTTP certificate failed");
+            ApiError::bad_request(
+                "the certificate or key in server.tls could not be loaded; the previous one stays in use (see the server log)",
+            )
+        })?;
+    tracing::info!(user = %caller.subject.name, "HTTP certificate reloaded");
+    Ok(status_message(StatusCode::OK, "updated http certs".into()))
+}
+
+fn no_transport(what: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "not_supported_exception",
+        format!("{what} is not supported by encrypt-repo: there is no node-to-node transport"),
+    )
+}
+
+/// Not supported (no node-to-node transport): 400.
+#[utoipa::path(put, path = "/_plugins/_security/api/ssl/transport/reloadcerts", tag = "security",
+    responses(
+        (status = 400, description = "not supported", body = Object),
+        (status = 401, description = "not authenticated", body = Object),
+        (status = 403, description = "not allowed", body = Object)))]
+async fn reload_transport_certs(State(app): State<Shared>, caller: Caller) -> ApiResult {
+    authorize(&app, &caller, Endpoint::SslReload, &Method::PUT)?;
+    Err(no_transport("ssl/transport/reloadcerts"))
+}
+
+/// Per-method handlers of an endpoint that is not supported here (400).
+macro_rules! unsupported {
+    ($name:ident, $path:literal, $params:tt, $endpoint:expr, $error:expr, $(($method:ident, $m:expr)),+) => {
+        utoipa_axum::paste! {
+            $(
+                #[utoipa::path($method, path = $path, tag = "security",
+                    operation_id = concat!(stringify!($method), "_", stringify!($name)),
+                    description = "Not supported by encrypt-repo: answers 400 saying so.",
+                    params $params,
+                    responses(
+                        (status = 400, description = "not supported", body = Object),
+                        (status = 401, description = "not authenticated", body = Object),
+                        (status = 403, description = "not allowed", body = Object)))]
+                async fn [<$method _ $name>](State(app): State<Shared>, caller: Caller) -> ApiResult {
+                    authorize(&app, &caller, $endpoint, &$m)?;
+                    Err($error)
+                }
+            )+
+        }
+    };
+}
+
+unsupported!(
+    nodesdn,
+    "/_plugins/_security/api/nodesdn",
+    (),
+    Endpoint::NodesDn,
+    no_transport("nodesdn"),
+    (get, Method::GET),
+    (put, Method::PUT),
+    (patch, Method::PATCH),
+    (delete, Method::DELETE)
+);
+unsupported!(
+    nodesdn_one,
+    "/_plugins/_security/api/nodesdn/{name}",
+    (("name" = String, Path, description = "cluster name")),
+    Endpoint::NodesDn,
+    no_transport("nodesdn"),
+    (get, Method::GET),
+    (put, Method::PUT),
+    (patch, Method::PATCH),
+    (delete, Method::DELETE)
+);
+unsupported!(
+    allowlist,
+    "/_plugins/_security/api/allowlist",
+    (),
+    Endpoint::Allowlist,
+    no_allowlist(),
+    (get, Method::GET),
+    (put, Method::PUT),
+    (patch, Method::PATCH)
+);
+unsupported!(
+    whitelist,
+    "/_plugins/_security/api/whitelist",
+    (),
+    Endpoint::Allowlist,
+    no_allowlist(),
+    (get, Method::GET),
+    (put, Method::PUT),
+    (patch, Method::PATCH)
+);
+
+fn no_allowlist() -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "not_supported_exception",
+        "allowlist is not supported by encrypt-repo: use roles, role mappings and restapi.endpoints_disabled",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_524_368_627), "2018-04-22T03:43:47Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(-1), "1969-12-31T23:59:59Z");
+    }
+
+    #[test]
+    fn secrets_are_redacted() {
+        let v = redact(
+            &json!({ "signing_key": "abc", "jwt_header": "Authorization",
+            "nested": { "client_secret": "s", "roles_key": "roles" } }),
+        );
+        assert_eq!(v["signing_key"], "<redacted>");
+        assert_eq!(v["nested"]["client_secret"], "<redacted>");
+        assert_eq!(v["jwt_header"], "Authorization");
+        assert_eq!(v["nested"]["roles_key"], "roles");
+    }
+}
