@@ -39,6 +39,7 @@ pub const MAX_LIST: usize = 100_000;
 
 /// The router of a node.
 pub fn router(app: Arc<App>) -> Router {
+    let audited = app.clone();
     Router::new()
         .route("/", get(root))
         .route("/_plugins/_security/health", get(health))
@@ -68,11 +69,17 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/_snapshot/{repo}/_keys/_rotate", post(rotate_keys))
         .route("/_snapshot/{repo}/_keys/_rewrap", post(rewrap_keys))
         .route("/_snapshot/{repo}/_keys/_shred", post(shred_keys))
+        .merge(Router::from(crate::audit::api::routes()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         // Defence in depth: no handler is meant to panic on any input, but if one did, the
         // client gets the generic 500 and the connection's other requests carry on.
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked))
+        // Keep last: the audit layer must wrap every route (it sees the matched route).
+        .layer(axum::middleware::from_fn_with_state(
+            audited,
+            crate::audit::middleware,
+        ))
         .with_state(app)
 }
 
@@ -148,8 +155,10 @@ impl std::fmt::Debug for Caller {
 }
 
 impl Caller {
-    fn cluster(&self, action: &str) -> ApiResult<()> {
-        if self.model.allows_cluster(&self.roles, action) {
+    pub(crate) fn cluster(&self, action: &str) -> ApiResult<()> {
+        let granted = self.model.allows_cluster(&self.roles, action);
+        crate::audit::on_privilege(action, granted);
+        if granted {
             Ok(())
         } else {
             Err(ApiError::forbidden(action, &self.subject.name))
@@ -157,7 +166,9 @@ impl Caller {
     }
 
     fn repository(&self, repo: &str, action: &str) -> ApiResult<()> {
-        if self.model.allows_repository(&self.roles, repo, action) {
+        let granted = self.model.allows_repository(&self.roles, repo, action);
+        crate::audit::on_privilege(action, granted);
+        if granted {
             Ok(())
         } else {
             Err(ApiError::forbidden(action, &self.subject.name))
@@ -178,8 +189,10 @@ impl FromRequestParts<Shared> for Caller {
         let subject = app
             .authn
             .authenticate(&model, &parts.headers, parts.uri.query(), client)
-            .await?;
+            .await
+            .inspect_err(|_| crate::audit::on_failed_login(&parts.headers))?;
         let roles = model.roles_of(&subject);
+        crate::audit::on_authenticated(&subject.name, &roles);
         Ok(Self {
             subject,
             roles,
