@@ -55,7 +55,7 @@ use crate::error::{ApiError, Error, Result};
 use crate::security::wildcard_match;
 use crate::state::{AUDIT_DOC, SystemStore, Versioned, WriteError};
 pub use config::AuditConfig;
-pub use sink::{ReadError, SinkSettings, parse_time_bound, read_events};
+pub use sink::{ReadError, SinkSettings, Timestamp, parse_time_bound, read_events};
 
 /// Largest request body logged with `log_request_body` (larger ones are not read for the log).
 pub const MAX_LOGGED_BODY: usize = 64 * 1024;

@@ -26,6 +26,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::Event;
 
+/// An event time or a `--from` / `--to` bound.
+pub type Timestamp = DateTime<Utc>;
+
 /// The prefix of audit objects in the system repository.
 pub const AUDIT_PREFIX: &str = "audit";
 /// Failed batches kept for a later attempt before the oldest is dropped.
@@ -239,10 +242,19 @@ impl<S: ObjectStore + ?Sized> Sink<S> {
     }
 
     fn take(&mut self, line: String, day: NaiveDate) {
-        if let Some(out) = &self.stdout
-            && out.try_send(line.clone()).is_err()
-        {
-            self.counters.drop_one("stdout is not being read");
+        if let Some(out) = &self.stdout {
+            match out.try_send(line.clone()) {
+                Ok(()) => {}
+                Err(std::sync::mpsc::TrySendError::Full(_)) => {
+                    self.counters.drop_one("stdout is not being read");
+                }
+                Err(std::sync::mpsc::TrySendError::Disconnected(_)) => {
+                    tracing::warn!(
+                        "standard output is closed: audit events go to the system repository only"
+                    );
+                    self.stdout = None;
+                }
+            }
         }
         if let Some(lines) = self
             .capture
