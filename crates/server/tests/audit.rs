@@ -937,3 +937,47 @@ async fn a_failed_tls_handshake_is_an_ssl_exception_flushed_at_shutdown() {
         ssl[0]
     );
 }
+
+/// The cost of auditing on the request path: the same 2000 object reads with the audit log on
+/// (every category, each read an OBJECT_READ + GRANTED_PRIVILEGES + AUTHENTICATED event) and
+/// off. Prints the two figures; run with
+/// `cargo test -p encrypt-repo-server --release --test audit -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, not a check"]
+async fn measure_audit_overhead_on_object_reads() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let n = audited(dir.path(), config_yaml(dir.path(), 3600, "")).await;
+    n.register("m").await;
+    let obj = "/_snapshot/m/_objects/o";
+    assert_eq!(
+        n.admin(Method::PUT, obj, "x".repeat(1024)).await.status,
+        StatusCode::CREATED
+    );
+    let run = |label: &'static str| {
+        let n = &n;
+        async move {
+            for _ in 0..200 {
+                n.admin(Method::GET, obj, "").await;
+            }
+            let t = std::time::Instant::now();
+            for _ in 0..2000 {
+                assert_eq!(n.admin(Method::GET, obj, "").await.status, StatusCode::OK);
+            }
+            let per = t.elapsed() / 2000;
+            println!("{label}: {per:?} per object read (in-process, basic auth cached)");
+            per
+        }
+    };
+    all_categories(&n).await;
+    let on = run("audit on, all categories").await;
+    assert_eq!(
+        put_config(&n, json!({"enabled": false})).await.status,
+        StatusCode::OK
+    );
+    let off = run("audit off").await;
+    println!(
+        "difference: {:?} per request; dropped events: {}",
+        on.saturating_sub(off),
+        n.app.audit.dropped()
+    );
+}
