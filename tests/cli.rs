@@ -22,6 +22,7 @@
     unreachable_pub
 )]
 
+mod audit;
 mod backup;
 mod bench;
 mod serve;

@@ -107,6 +107,7 @@ async fn run(cli: &Cli, out: &Output) -> anyhow::Result<(String, serde_json::Val
         Command::Keys(k) => app::commands::keys(k, g, out).await,
         Command::Bench(a) => app::bench::bench(a, out).await,
         Command::Serve(a) => app::commands::serve(a, out).await,
+        Command::Audit(a) => app::audit::audit(a, g, out).await,
         Command::Completions(a) => {
             let shell = match a.shell {
                 app::args::Shell::Bash => clap_complete::Shell::Bash,

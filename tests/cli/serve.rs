@@ -11,7 +11,7 @@ use super::support::{Env, er};
 
 const PASSWORD: &str = "cli-serve-Pa55word";
 
-fn config(dir: &Path) -> String {
+pub(super) fn config(dir: &Path) -> String {
     format!(
         r#"
 _meta: {{ type: config, config_version: 2 }}
@@ -67,7 +67,7 @@ fn http(addr: &str, path: &str, auth: Option<&str>) -> (u16, String) {
 }
 
 /// `admin:PASSWORD` in base64 (standard alphabet), without a dependency for it.
-fn basic(user: &str, password: &str) -> String {
+pub(super) fn basic(user: &str, password: &str) -> String {
     const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let input = format!("{user}:{password}");
     let mut out = String::new();

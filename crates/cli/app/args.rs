@@ -99,6 +99,8 @@ pub(crate) enum Command {
     /// Run the repository service (HTTP API with OpenSearch-security-style authentication and
     /// roles) until SIGINT or SIGTERM. Prints `listening on ADDRESS` once bound.
     Serve(Serve),
+    /// Print the audit events a service stored in its system repository (REPO), in time order.
+    Audit(Audit),
     /// Measure this machine: raw AES-256-GCM, the format, and encrypted against unencrypted
     /// puts, gets and range reads, each figure next to its baseline from the same run.
     Bench(Bench),
@@ -264,6 +266,24 @@ pub(crate) struct Serve {
     /// named by ENCRYPT_REPO_ADMIN_PASSWORD_FILE; there is no default password.
     #[arg(long, value_name = "PATH", env = "ENCRYPT_REPO_SERVER_CONFIG")]
     pub(crate) config: PathBuf,
+}
+
+/// `audit`.
+#[derive(Debug, Args)]
+pub(crate) struct Audit {
+    /// The service's system repository (path or URL), opened with --key-setting as any other.
+    #[command(flatten)]
+    pub(crate) repo: Repo,
+    /// Only events at or after this time: RFC 3339 (2026-01-31T12:00:00Z) or a date (the start of
+    /// that day, UTC).
+    #[arg(long, value_name = "TIME")]
+    pub(crate) from: Option<String>,
+    /// Only events before this time: RFC 3339, or a date (through the end of that day, UTC).
+    #[arg(long, value_name = "TIME")]
+    pub(crate) to: Option<String>,
+    /// Only this category (repeatable): FAILED_LOGIN, OBJECT_WRITE, SECURITY_CONFIG_CHANGE, …
+    #[arg(long = "category", value_name = "CATEGORY")]
+    pub(crate) categories: Vec<String>,
 }
 
 /// `bench`.

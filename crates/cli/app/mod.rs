@@ -3,6 +3,7 @@
 //! programs can call: the provider registry and the snapshot (backup/restore) engine.
 
 pub(crate) mod args;
+pub(crate) mod audit;
 pub(crate) mod bench;
 pub(crate) mod commands;
 pub(crate) mod exit;

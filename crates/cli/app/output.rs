@@ -20,8 +20,12 @@ impl Output {
     /// Prints the command's result: `human` unless quiet, or `json` as one object.
     pub(crate) fn done(&self, human: &str, json: Value) {
         let mut out = std::io::stdout().lock();
+        // Null: the command printed its JSON itself (audit's JSON lines) or has nothing to say
+        // (serve after a clean shutdown).
         if self.json {
-            let _ = writeln!(out, "{json}");
+            if !json.is_null() {
+                let _ = writeln!(out, "{json}");
+            }
         } else if !self.quiet && !human.is_empty() {
             let _ = write!(out, "{human}");
             if !human.ends_with('\n') {

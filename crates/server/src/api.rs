@@ -62,10 +62,12 @@ pub fn routes() -> OpenApiRouter<Shared> {
         .routes(routes!(rewrap_keys))
         .routes(routes!(shred_keys))
         .merge(crate::secapi::routes())
+        .merge(crate::audit::api::routes())
 }
 
 /// The router of a node: [`routes`] with the API's fallbacks for unknown paths and methods.
 pub fn router(app: Arc<App>) -> Router {
+    let audited = app.clone();
     let (routes, _) = routes().split_for_parts();
     routes
         .fallback(not_found)
@@ -73,6 +75,11 @@ pub fn router(app: Arc<App>) -> Router {
         // Defence in depth: no handler is meant to panic on any input, but if one did, the
         // client gets the generic 500 and the connection's other requests carry on.
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked))
+        // Keep last: the audit layer must wrap every route (it sees the matched route).
+        .layer(axum::middleware::from_fn_with_state(
+            audited,
+            crate::audit::middleware,
+        ))
         .with_state(app)
 }
 
@@ -149,8 +156,10 @@ impl std::fmt::Debug for Caller {
 }
 
 impl Caller {
-    fn cluster(&self, action: &str) -> ApiResult<()> {
-        if self.model.allows_cluster(&self.roles, action) {
+    pub(crate) fn cluster(&self, action: &str) -> ApiResult<()> {
+        let granted = self.model.allows_cluster(&self.roles, action);
+        crate::audit::on_privilege(action, granted);
+        if granted {
             Ok(())
         } else {
             Err(ApiError::forbidden(action, &self.subject.name))
@@ -158,7 +167,9 @@ impl Caller {
     }
 
     fn repository(&self, repo: &str, action: &str) -> ApiResult<()> {
-        if self.model.allows_repository(&self.roles, repo, action) {
+        let granted = self.model.allows_repository(&self.roles, repo, action);
+        crate::audit::on_privilege(action, granted);
+        if granted {
             Ok(())
         } else {
             Err(ApiError::forbidden(action, &self.subject.name))
@@ -179,8 +190,10 @@ impl FromRequestParts<Shared> for Caller {
         let subject = app
             .authn
             .authenticate(&model, &parts.headers, parts.uri.query(), client)
-            .await?;
+            .await
+            .inspect_err(|_| crate::audit::on_failed_login(&parts.headers))?;
         let roles = model.roles_of(&subject);
+        crate::audit::on_authenticated(&subject.name, &roles);
         Ok(Self {
             subject,
             roles,

@@ -50,6 +50,8 @@ pub struct App {
     pub system: SystemStore,
     /// The authentication chain.
     pub authn: Authenticator,
+    /// The audit log.
+    pub audit: Arc<crate::audit::Auditor>,
     loaded: RwLock<Arc<Loaded>>,
     opened: Mutex<HashMap<String, Opened>>,
     /// The served TLS configuration, once `serve` listens with TLS (for `ssl/http/reloadcerts`).
@@ -137,11 +139,15 @@ impl App {
             }
         }
         let loaded = Self::read_state(&system).await?;
+        let jwt_headers = crate::audit::jwt_headers(&config);
+        let audit =
+            crate::audit::Auditor::start(&config.server.audit, &system, jwt_headers).await?;
         Ok(Arc::new(Self {
             config: Arc::new(config),
             registry: Arc::new(registry),
             system,
             authn,
+            audit,
             loaded: RwLock::new(Arc::new(loaded)),
             opened: Mutex::default(),
             tls: std::sync::OnceLock::new(),
@@ -181,6 +187,7 @@ impl App {
     pub async fn reload(&self) -> Result<()> {
         let fresh = Self::read_state(&self.system).await?;
         self.install(fresh);
+        self.audit.reload(&self.system).await;
         Ok(())
     }
 
@@ -219,6 +226,8 @@ impl App {
             Err(e) => return Err(ApiError::internal(&e)),
         };
         let cur = self.loaded();
+        self.audit
+            .config_changed(SECURITY_DOC, &cur.security.value, &data);
         self.install(Loaded {
             security: Versioned {
                 generation,

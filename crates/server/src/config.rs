@@ -322,6 +322,9 @@ pub struct ServerSection {
     /// The system repository: a registration request (`type`, `settings`, `encrypted`,
     /// `crypto_settings`). Default type `fs` with `settings.location`.
     pub system_repository: RegistrationRequest,
+    /// The audit sinks: node id, flush interval, queue size, stdout (see [`crate::audit::sink`]).
+    #[serde(default)]
+    pub audit: crate::audit::SinkSettings,
 }
 
 fn default_listen() -> SocketAddr {

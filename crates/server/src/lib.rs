@@ -19,6 +19,7 @@
 
 pub mod api;
 pub mod app;
+pub mod audit;
 pub mod authn;
 pub mod backend;
 pub mod config;
@@ -67,6 +68,8 @@ pub async fn serve_with(
     let reloader = app.spawn_reloader();
     let result = run(app.clone(), shutdown, on_bound).await;
     reloader.abort();
+    // The events buffered for the system repository are written before the process ends.
+    app.audit.shutdown().await;
     result
 }
 
@@ -77,6 +80,7 @@ async fn run(
 ) -> Result<()> {
     let listen = app.config.server.listen;
     let tls = app.config.server.tls.clone();
+    let audit = app.audit.clone();
     let service = api::router(app.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let listener = std::net::TcpListener::bind(listen)
         .map_err(|e| Error::Config(format!("server.listen: cannot listen on {listen}: {e}")))?;
@@ -101,7 +105,9 @@ async fn run(
             if let Some(f) = on_bound {
                 f(bound);
             }
-            axum_server::from_tcp_rustls(listener, rustls)?
+            let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(rustls);
+            axum_server::from_tcp(listener)?
+                .acceptor(audit::tls::AuditedTls::new(acceptor, audit))
                 .handle(handle)
                 .serve(service)
                 .await?;

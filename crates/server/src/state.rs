@@ -32,6 +32,8 @@ pub const KEEP_GENERATIONS: u64 = 8;
 pub const SECURITY_DOC: &str = "security";
 /// The repository registrations document (name → request).
 pub const REPOSITORIES_DOC: &str = "repositories";
+/// The audit configuration document (see [`crate::audit::config`]).
+pub const AUDIT_DOC: &str = "audit";
 
 /// A document as read, with its generation (0: never written).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,6 +104,12 @@ impl SystemStore {
     #[must_use]
     pub fn from_store(store: Arc<EncryptedStore<Backend>>) -> Self {
         Self { store }
+    }
+
+    /// The encrypting store itself (the audit sink writes its objects under `audit/`).
+    #[must_use]
+    pub fn encrypted(&self) -> Arc<EncryptedStore<Backend>> {
+        self.store.clone()
     }
 
     async fn generations(&self, doc: &str) -> Result<Vec<u64>, WriteError> {

@@ -1,0 +1,405 @@
+//! Where events go: standard output as JSON lines, and encrypted, batched objects in the system
+//! repository, `audit/<yyyy-mm-dd>/<node>-<unix-ms>-<seq>.jsonl` (one event per line).
+//!
+//! Producers never wait: an event is serialized and handed to a bounded queue
+//! ([`SinkSettings::queue`] events). One background task takes events off the queue, passes
+//! each line to a stdout writer thread (its own bounded queue, so a stdout nobody reads cannot
+//! stall the task) and buffers it for the next object. The buffer is written as one object every
+//! [`SinkSettings::flush_events`] events or [`SinkSettings::flush_seconds`] seconds, whichever
+//! comes first, and on shutdown. Memory stays bounded: when a queue is full (the sink is stuck —
+//! stdout not read, the system repository unreachable) events are dropped, counted, and a
+//! warning says how many; a batch that cannot be written is kept for the next attempt up to
+//! [`MAX_PENDING_BATCHES`] batches, then the oldest is dropped the same way.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use chrono::{DateTime, NaiveDate, Utc};
+use futures::TryStreamExt as _;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt as _, PutMode, PutOptions, PutPayload};
+use serde::Deserialize;
+use tokio::sync::{mpsc, oneshot};
+
+use super::Event;
+
+/// An event time or a `--from` / `--to` bound.
+pub type Timestamp = DateTime<Utc>;
+
+/// The prefix of audit objects in the system repository.
+pub const AUDIT_PREFIX: &str = "audit";
+/// Failed batches kept for a later attempt before the oldest is dropped.
+pub const MAX_PENDING_BATCHES: usize = 16;
+
+fn default_flush_events() -> usize {
+    1000
+}
+fn default_flush_seconds() -> u64 {
+    10
+}
+fn default_queue() -> usize {
+    10_000
+}
+fn yes() -> bool {
+    true
+}
+
+/// `server.audit`: static settings of the sinks (the audit *configuration* is the dynamic
+/// document of the REST API).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SinkSettings {
+    /// This node's name in events and object names (default: the host name). Letters, digits,
+    /// `.`, `_` and `-`; anything else becomes `_`.
+    #[serde(default)]
+    pub node_id: Option<String>,
+    /// Write an object after this many events (default 1000).
+    #[serde(default = "default_flush_events")]
+    pub flush_events: usize,
+    /// … or after this many seconds with events pending (default 10).
+    #[serde(default = "default_flush_seconds")]
+    pub flush_seconds: u64,
+    /// Events waiting for the sink at most; more are dropped and counted (default 10000).
+    #[serde(default = "default_queue")]
+    pub queue: usize,
+    /// Print events on standard output as JSON lines (default true).
+    #[serde(default = "yes")]
+    pub stdout: bool,
+}
+
+impl Default for SinkSettings {
+    fn default() -> Self {
+        Self {
+            node_id: None,
+            flush_events: default_flush_events(),
+            flush_seconds: default_flush_seconds(),
+            queue: default_queue(),
+            stdout: true,
+        }
+    }
+}
+
+impl SinkSettings {
+    /// Checks the bounds.
+    ///
+    /// # Errors
+    /// The key at fault.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(1..=100_000).contains(&self.flush_events) {
+            return Err("server.audit.flush_events: 1 … 100000".into());
+        }
+        if !(1..=3600).contains(&self.flush_seconds) {
+            return Err("server.audit.flush_seconds: 1 … 3600".into());
+        }
+        if !(16..=1_000_000).contains(&self.queue) {
+            return Err("server.audit.queue: 16 … 1000000".into());
+        }
+        Ok(())
+    }
+
+    /// The node id: configured, or the host name, made safe for object names.
+    #[must_use]
+    pub fn node(&self) -> String {
+        let raw = self.node_id.clone().unwrap_or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+                .map(|s| s.trim().to_owned())
+                .ok()
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| "node".into())
+        });
+        raw.chars()
+            .take(64)
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect()
+    }
+}
+
+/// What the sink task is asked to do.
+#[derive(Debug)]
+pub(super) enum Msg {
+    /// One serialized event, with its day.
+    Event(String, NaiveDate),
+    /// Write what is buffered, then answer.
+    Flush(oneshot::Sender<()>),
+}
+
+/// Counters shared with the producers.
+#[derive(Debug, Default)]
+pub(super) struct Counters {
+    pub(super) dropped: AtomicU64,
+}
+
+impl Counters {
+    pub(super) fn drop_one(&self, why: &str) {
+        let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+        if n.is_power_of_two() || n.is_multiple_of(1000) {
+            tracing::warn!(
+                dropped = n,
+                why,
+                "audit events dropped: the audit sink is stuck"
+            );
+        }
+    }
+}
+
+/// Lines also collected in memory (tests), as they go to stdout.
+pub(super) type Capture = Arc<Mutex<Option<Vec<String>>>>;
+
+struct Sink<S: ?Sized> {
+    store: Arc<S>,
+    node: String,
+    settings: SinkSettings,
+    buffer: Vec<String>,
+    day: Option<NaiveDate>,
+    pending: VecDeque<(NaiveDate, Bytes)>,
+    seq: u64,
+    stdout: Option<std::sync::mpsc::SyncSender<String>>,
+    capture: Capture,
+    counters: Arc<Counters>,
+}
+
+/// Starts the sink task; it ends (after a last flush) when every sender is dropped.
+pub(super) fn spawn<S: ObjectStore + ?Sized>(
+    store: Arc<S>,
+    node: String,
+    settings: SinkSettings,
+    capture: Capture,
+    counters: Arc<Counters>,
+) -> (mpsc::Sender<Msg>, tokio::task::JoinHandle<()>) {
+    let (tx, rx) = mpsc::channel(settings.queue);
+    let stdout = settings.stdout.then(|| stdout_thread(settings.queue));
+    let sink = Sink {
+        store,
+        node,
+        settings,
+        buffer: Vec::new(),
+        day: None,
+        pending: VecDeque::new(),
+        seq: 0,
+        stdout,
+        capture,
+        counters,
+    };
+    (tx, tokio::spawn(sink.run(rx)))
+}
+
+/// A thread that writes lines to stdout, so a stdout pipe nobody reads blocks only it.
+fn stdout_thread(queue: usize) -> std::sync::mpsc::SyncSender<String> {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<String>(queue);
+    let spawned = std::thread::Builder::new()
+        .name("audit-stdout".into())
+        .spawn(move || {
+            use std::io::Write as _;
+            for line in rx {
+                let mut out = std::io::stdout().lock();
+                if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
+                    return;
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "no audit stdout thread; events go to the system repository only");
+    }
+    tx
+}
+
+impl<S: ObjectStore + ?Sized> Sink<S> {
+    async fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
+        let every = Duration::from_secs(self.settings.flush_seconds);
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                msg = rx.recv() => match msg {
+                    Some(Msg::Event(line, day)) => {
+                        self.take(line, day);
+                        if self.buffer.len() >= self.settings.flush_events {
+                            self.flush().await;
+                        }
+                    }
+                    Some(Msg::Flush(done)) => {
+                        self.flush().await;
+                        let _ = done.send(());
+                    }
+                    None => {
+                        self.flush().await;
+                        return;
+                    }
+                },
+                _ = tick.tick() => self.flush().await,
+            }
+        }
+    }
+
+    fn take(&mut self, line: String, day: NaiveDate) {
+        if let Some(out) = &self.stdout {
+            match out.try_send(line.clone()) {
+                Ok(()) => {}
+                Err(std::sync::mpsc::TrySendError::Full(_)) => {
+                    self.counters.drop_one("stdout is not being read");
+                }
+                Err(std::sync::mpsc::TrySendError::Disconnected(_)) => {
+                    tracing::warn!(
+                        "standard output is closed: audit events go to the system repository only"
+                    );
+                    self.stdout = None;
+                }
+            }
+        }
+        if let Some(lines) = self
+            .capture
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_mut()
+        {
+            lines.push(line.clone());
+        }
+        self.day.get_or_insert(day);
+        self.buffer.push(line);
+    }
+
+    async fn flush(&mut self) {
+        if !self.buffer.is_empty() {
+            let mut body = self.buffer.join("\n");
+            body.push('\n');
+            self.buffer.clear();
+            let day = self.day.take().unwrap_or_else(|| Utc::now().date_naive());
+            if self.pending.len() >= MAX_PENDING_BATCHES {
+                self.pending.pop_front();
+                self.counters
+                    .drop_one("the system repository refuses audit objects");
+            }
+            self.pending.push_back((day, Bytes::from(body)));
+        }
+        while let Some((day, body)) = self.pending.front().cloned() {
+            if let Err(e) = self.write(day, body).await {
+                tracing::warn!(error = %e, batches = self.pending.len(), "writing an audit object failed; kept for the next attempt");
+                return;
+            }
+            self.pending.pop_front();
+        }
+    }
+
+    async fn write(&mut self, day: NaiveDate, body: Bytes) -> object_store::Result<()> {
+        for _ in 0..8 {
+            self.seq += 1;
+            let path = Path::from(format!(
+                "{AUDIT_PREFIX}/{}/{}-{:013}-{:06}.jsonl",
+                day.format("%Y-%m-%d"),
+                self.node,
+                Utc::now().timestamp_millis(),
+                self.seq
+            ));
+            let opts = PutOptions {
+                mode: PutMode::Create,
+                ..PutOptions::default()
+            };
+            match self
+                .store
+                .put_opts(&path, PutPayload::from(body.clone()), opts)
+                .await
+            {
+                Err(object_store::Error::AlreadyExists { .. }) => continue,
+                r => return r.map(|_| ()),
+            }
+        }
+        Err(object_store::Error::Generic {
+            store: "audit",
+            source: "no free audit object name".into(),
+        })
+    }
+}
+
+/// Why audit objects could not be read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReadError {
+    /// Listing or reading failed (including decryption).
+    #[error("reading audit objects: {0}")]
+    Store(#[from] object_store::Error),
+    /// A line is not an event.
+    #[error("audit object {object} line {line}: not an audit event ({error})")]
+    Parse {
+        /// The object.
+        object: String,
+        /// 1-based line.
+        line: usize,
+        /// What the parser said.
+        error: String,
+    },
+}
+
+/// Reads the events stored in `store` (the opened system repository) with `from <= timestamp <
+/// to`, in time order. Only the day directories that can hold such events are listed.
+///
+/// # Errors
+/// [`ReadError`].
+pub async fn read_events<S: ObjectStore + ?Sized>(
+    store: &S,
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+) -> Result<Vec<Event>, ReadError> {
+    let days = store
+        .list_with_delimiter(Some(&Path::from(AUDIT_PREFIX)))
+        .await?;
+    let mut events = Vec::new();
+    for dir in days.common_prefixes {
+        let Some(day) = dir
+            .filename()
+            .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+        else {
+            continue;
+        };
+        // A batch is filed under the day of its first event: it may hold the next day's too.
+        if from.is_some_and(|f| day.succ_opt().is_some_and(|next| next < f.date_naive()))
+            || to.is_some_and(|t| day > t.date_naive())
+        {
+            continue;
+        }
+        let metas: Vec<_> = store.list(Some(&dir)).try_collect().await?;
+        for m in metas {
+            let bytes = store.get(&m.location).await?.bytes().await?;
+            for (i, line) in String::from_utf8_lossy(&bytes).lines().enumerate() {
+                if line.trim().is_empty() {
+                    continue;
+                }
+                let e: Event = serde_json::from_str(line).map_err(|e| ReadError::Parse {
+                    object: m.location.to_string(),
+                    line: i + 1,
+                    error: e.to_string(),
+                })?;
+                let at = e.time();
+                if from.is_some_and(|f| at.is_none_or(|a| a < f))
+                    || to.is_some_and(|t| at.is_none_or(|a| a >= t))
+                {
+                    continue;
+                }
+                events.push(e);
+            }
+        }
+    }
+    events.sort_by_key(Event::time);
+    Ok(events)
+}
+
+/// A `--from` / `--to` bound: RFC 3339, or a date `YYYY-MM-DD` meaning the start of that day
+/// (`end = false`) or the start of the next day (`end = true`, so `--to DAY` includes DAY).
+#[must_use]
+pub fn parse_time_bound(s: &str, end: bool) -> Option<DateTime<Utc>> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s.trim()) {
+        return Some(t.with_timezone(&Utc));
+    }
+    let day = NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d").ok()?;
+    let day = if end { day.succ_opt()? } else { day };
+    Some(day.and_hms_opt(0, 0, 0)?.and_utc())
+}
