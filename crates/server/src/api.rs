@@ -175,9 +175,17 @@ impl FromRequestParts<Shared> for Caller {
             .map(|c| c.0.ip());
         let client = app.authn.client_ip(peer, &parts.headers);
         let model = app.loaded().model.clone();
+        let tls = parts
+            .extensions
+            .get::<Arc<axum_server::tls::TlsInfo>>()
+            .cloned();
+        let cert = tls
+            .as_ref()
+            .and_then(|t| t.peer_certificates.first())
+            .map(Vec::as_slice);
         let subject = app
             .authn
-            .authenticate(&model, &parts.headers, parts.uri.query(), client)
+            .authenticate_with_cert(&model, &parts.headers, parts.uri.query(), client, cert)
             .await?;
         let roles = model.roles_of(&subject);
         Ok(Self {

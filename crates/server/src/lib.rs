@@ -24,6 +24,7 @@ pub mod error;
 pub mod password;
 pub mod security;
 pub mod state;
+pub mod tls;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -86,12 +87,9 @@ async fn run(
     });
     match tls {
         Some(t) => {
-            let rustls = axum_server::tls_rustls::RustlsConfig::from_pem_file(
-                &t.certificate,
-                &t.private_key,
-            )
-            .await
-            .map_err(|e| Error::Config(format!("server.tls: {e}")))?;
+            let rustls = axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(
+                tls::server_config(&t)?,
+            ));
             tracing::info!(address = %bound, "listening (https)");
             if let Some(f) = on_bound {
                 f(bound);
