@@ -15,11 +15,14 @@ use bytes::Bytes;
 use encrypt_repo_store::{CryptoSettings, RegistrationRequest, Repository, Shred};
 use futures::{StreamExt as _, TryStreamExt as _};
 use object_store::path::Path as ObjPath;
-use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt as _, WriteMultipart};
+use object_store::{
+    GetOptions, GetRange, ObjectStore, ObjectStoreExt as _, PutMode, PutOptions, WriteMultipart,
+};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::app::App;
+use crate::conditional::{self, Conditions, MAX_CONDITIONAL_PUT, PutCondition};
 use crate::error::{ApiError, from_object_store, from_store};
 use crate::security::{InternalUser, SecurityModel, Subject, actions};
 
@@ -541,11 +544,16 @@ async fn put_object(
     State(app): State<Shared>,
     caller: Caller,
     P((repo, path)): P<(String, String)>,
+    headers: HeaderMap,
     body: Body,
 ) -> ApiResult {
     caller.repository(&repo, actions::DATA_WRITE)?;
     let location = object_path(&path)?;
+    let condition = PutCondition::from_conditions(&Conditions::from_headers(&headers)?)?;
     let store = app.repository(&repo).await?;
+    if condition != PutCondition::None {
+        return put_object_conditional(&app, &repo, &store, &location, condition, body).await;
+    }
     let fail = |e| from_object_store(&repo, Some(location.as_ref()), e);
     let upload = store.put_multipart(&location).await.map_err(fail)?;
     let mut writer = WriteMultipart::new_with_chunk_size(upload, UPLOAD_PART);
@@ -575,6 +583,90 @@ async fn put_object(
         r.headers_mut().insert(header::ETAG, etag);
     }
     Ok(r)
+}
+
+/// A `PUT` with `If-None-Match: *` or `If-Match`: one conditional storage request, so the
+/// body is read whole (at most [`MAX_CONDITIONAL_PUT`] bytes).
+async fn put_object_conditional(
+    app: &App,
+    repo: &str,
+    store: &encrypt_repo_store::EncryptedStore<crate::backend::Backend>,
+    location: &ObjPath,
+    condition: PutCondition,
+    body: Body,
+) -> ApiResult {
+    let body = axum::body::to_bytes(body, MAX_CONDITIONAL_PUT)
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "illegal_argument_exception",
+                format!(
+                    "a conditional PUT body is read whole and may be at most {MAX_CONDITIONAL_PUT} bytes (or could not be read)"
+                ),
+            )
+        })?;
+    let store_type = app
+        .loaded()
+        .registrations
+        .value
+        .get(repo)
+        .map(|r| r.store_type.clone())
+        .unwrap_or_default();
+    let fail = |e| conditional::put_error(repo, location.as_ref(), &store_type, e);
+    let mode = match condition {
+        PutCondition::None => PutMode::Overwrite,
+        PutCondition::Create => PutMode::Create,
+        PutCondition::Update(e_tag) => PutCondition::update_mode(e_tag),
+        PutCondition::UpdateAny => {
+            let meta = store.head(location).await.map_err(fail)?;
+            PutCondition::update_mode(meta.e_tag.ok_or_else(conditional::precondition_failed)?)
+        }
+    };
+    let size = body.len();
+    let opts = PutOptions {
+        mode,
+        ..PutOptions::default()
+    };
+    let result = store
+        .put_opts(location, body.into(), opts)
+        .await
+        .map_err(fail)?;
+    let mut r = (
+        StatusCode::CREATED,
+        Json(json!({ "result": "created", "path": location.as_ref(), "size": size })),
+    )
+        .into_response();
+    if let Some(etag) = result.e_tag.and_then(|e| HeaderValue::from_str(&e).ok()) {
+        r.headers_mut().insert(header::ETAG, etag);
+    }
+    Ok(r)
+}
+
+/// A `GET`/`HEAD` whose `If-None-Match` matched: 304 with the entity tag.
+fn not_modified(headers: &Conditions) -> Response {
+    let mut r = Response::new(Body::empty());
+    *r.status_mut() = StatusCode::NOT_MODIFIED;
+    if let Some(v) = headers
+        .if_none_match
+        .as_deref()
+        .filter(|v| *v != "*" && !v.contains(','))
+        .and_then(|v| HeaderValue::from_str(v).ok())
+    {
+        r.headers_mut().insert(header::ETAG, v);
+    }
+    r
+}
+
+/// Maps a storage error of a conditional `GET`/`HEAD`.
+fn get_error(repo: &str, path: &str, conditions: &Conditions, e: object_store::Error) -> Response {
+    match e {
+        object_store::Error::NotModified { .. } => not_modified(conditions),
+        object_store::Error::Precondition { .. } => {
+            conditional::precondition_failed().into_response()
+        }
+        other => from_object_store(repo, Some(path), other).into_response(),
+    }
 }
 
 /// Parses one `bytes=` range. `Ok(None)` for no header.
@@ -647,16 +739,19 @@ async fn get_object(
     caller.repository(&repo, actions::DATA_READ)?;
     let location = object_path(&path)?;
     let range = parse_range(&headers)?;
+    let conditions = Conditions::from_headers(&headers)?;
     let store = app.repository(&repo).await?;
     let partial = range.is_some();
     let opts = GetOptions {
         range,
+        if_match: conditions.if_match.clone(),
+        if_none_match: conditions.if_none_match.clone(),
         ..GetOptions::default()
     };
-    let got = store
-        .get_opts(&location, opts)
-        .await
-        .map_err(|e| from_object_store(&repo, Some(location.as_ref()), e))?;
+    let got = match store.get_opts(&location, opts).await {
+        Ok(g) => g,
+        Err(e) => return Ok(get_error(&repo, location.as_ref(), &conditions, e)),
+    };
     let meta = got.meta.clone();
     let span = got.range.clone();
     let (repo2, loc2) = (repo.clone(), location.to_string());
@@ -699,14 +794,22 @@ async fn head_object(
     State(app): State<Shared>,
     caller: Caller,
     P((repo, path)): P<(String, String)>,
+    headers: HeaderMap,
 ) -> ApiResult {
     caller.repository(&repo, actions::DATA_READ)?;
     let location = object_path(&path)?;
+    let conditions = Conditions::from_headers(&headers)?;
     let store = app.repository(&repo).await?;
-    let meta = store
-        .head(&location)
-        .await
-        .map_err(|e| from_object_store(&repo, Some(location.as_ref()), e))?;
+    let opts = GetOptions {
+        head: true,
+        if_match: conditions.if_match.clone(),
+        if_none_match: conditions.if_none_match.clone(),
+        ..GetOptions::default()
+    };
+    let meta = match store.get_opts(&location, opts).await {
+        Ok(g) => g.meta,
+        Err(e) => return Ok(get_error(&repo, location.as_ref(), &conditions, e)),
+    };
     let mut r = Response::new(Body::empty());
     meta_headers(&mut r, &meta);
     r.headers_mut()

@@ -19,6 +19,7 @@ pub mod api;
 pub mod app;
 pub mod authn;
 pub mod backend;
+pub mod conditional;
 pub mod config;
 pub mod error;
 pub mod password;
