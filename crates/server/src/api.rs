@@ -464,9 +464,7 @@ async fn put_repository(
     )
     .await
     .map_err(|e| from_store(&repo, None, e))?;
-    let mut regs = loaded.registrations.value.clone();
-    regs.insert(repo.clone(), req);
-    app.write_registrations(loaded.registrations.generation, regs)
+    app.write_registration(&repo, loaded.registrations.generation_of(&repo), Some(req))
         .await?;
     app.forget(&repo);
     Ok(ok())
@@ -479,11 +477,10 @@ async fn delete_repository(
 ) -> ApiResult {
     caller.cluster(actions::REPOSITORY_DELETE)?;
     let loaded = app.loaded();
-    let mut regs = loaded.registrations.value.clone();
-    if regs.remove(&repo).is_none() {
+    if !loaded.registrations.value.contains_key(&repo) {
         return Err(ApiError::repository_missing(&repo));
     }
-    app.write_registrations(loaded.registrations.generation, regs)
+    app.write_registration(&repo, loaded.registrations.generation_of(&repo), None)
         .await?;
     app.forget(&repo);
     Ok(ok())
@@ -976,8 +973,9 @@ async fn rewrap_keys(
     loop {
         app.reload().await.map_err(|e| ApiError::internal(&e))?;
         let loaded = app.loaded();
-        let mut regs = loaded.registrations.value.clone();
-        let Some(r) = regs.get_mut(&repo) else { break };
+        let Some(mut r) = loaded.registrations.value.get(&repo).cloned() else {
+            break;
+        };
         let mut settings = target.clone();
         if let Some(s) = &mut settings {
             // Keep the access settings the client gave (key file location, endpoint).
@@ -987,7 +985,7 @@ async fn rewrap_keys(
         }
         r.crypto_settings = settings;
         match app
-            .write_registrations(loaded.registrations.generation, regs)
+            .write_registration(&repo, loaded.registrations.generation_of(&repo), Some(r))
             .await
         {
             Ok(()) => break,
