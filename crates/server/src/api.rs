@@ -13,18 +13,21 @@ use bytes::Bytes;
 use encrypt_repo_store::{CryptoSettings, RegistrationRequest, Repository, Shred};
 use futures::{StreamExt as _, TryStreamExt as _};
 use object_store::path::Path as ObjPath;
-use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt as _, WriteMultipart};
+use object_store::{
+    GetOptions, GetRange, ObjectStore, ObjectStoreExt as _, PutMode, PutOptions, WriteMultipart,
+};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::app::App;
+use crate::conditional::{self, Conditions, MAX_CONDITIONAL_PUT, PutCondition};
 use crate::error::{ApiError, from_object_store, from_store};
 use crate::openapi::{
-    BadRequest, Conflict, Forbidden, InternalError, KeyNotFound, Locked, ObjectNotFound,
-    PayloadTooLarge, RangeNotSatisfiable, RepositoryNotFound, Unauthorized, Unverifiable,
-    UpstreamFailed,
+    BadRequest, Conflict, Forbidden, InternalError, KeyNotFound, Locked, NotImplemented,
+    ObjectNotFound, PayloadTooLarge, PreconditionFailed, RangeNotSatisfiable, RepositoryNotFound,
+    Unauthorized, Unverifiable, UpstreamFailed,
 };
 use crate::security::{SecurityModel, Subject, actions};
 
@@ -187,9 +190,17 @@ impl FromRequestParts<Shared> for Caller {
             .map(|c| c.0.ip());
         let client = app.authn.client_ip(peer, &parts.headers);
         let model = app.loaded().model.clone();
+        let tls = parts
+            .extensions
+            .get::<Arc<axum_server::tls::TlsInfo>>()
+            .cloned();
+        let cert = tls
+            .as_ref()
+            .and_then(|t| t.peer_certificates.first())
+            .map(Vec::as_slice);
         let subject = app
             .authn
-            .authenticate(&model, &parts.headers, parts.uri.query(), client)
+            .authenticate_with_cert(&model, &parts.headers, parts.uri.query(), client, cert)
             .await
             .inspect_err(|_| crate::audit::on_failed_login(&parts.headers))?;
         let roles = model.roles_of(&subject);
@@ -415,9 +426,7 @@ async fn put_repository(
     )
     .await
     .map_err(|e| from_store(&repo, None, e))?;
-    let mut regs = loaded.registrations.value.clone();
-    regs.insert(repo.clone(), req);
-    app.write_registrations(loaded.registrations.generation, regs)
+    app.write_registration(&repo, loaded.registrations.generation_of(&repo), Some(req))
         .await?;
     app.forget(&repo);
     Ok(ok())
@@ -439,11 +448,10 @@ async fn delete_repository(
 ) -> ApiResult {
     caller.cluster(actions::REPOSITORY_DELETE)?;
     let loaded = app.loaded();
-    let mut regs = loaded.registrations.value.clone();
-    if regs.remove(&repo).is_none() {
+    if !loaded.registrations.value.contains_key(&repo) {
         return Err(ApiError::repository_missing(&repo));
     }
-    app.write_registrations(loaded.registrations.generation, regs)
+    app.write_registration(&repo, loaded.registrations.generation_of(&repo), None)
         .await?;
     app.forget(&repo);
     Ok(ok())
@@ -517,25 +525,32 @@ fn object_path(path: &str) -> ApiResult<ObjPath> {
 /// The body is streamed and encrypted on its way in, whatever its size.
 #[utoipa::path(put, path = "/_snapshot/{repo}/_objects/{*path}", tag = "objects",
     params(("repo" = String, Path, description = "The repository's registered name", example = "main",
-        pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$"), ("path" = String, Path, description = "The object's path in the repository; may contain '/'; not under .encrypt-repo/", example = "docs/readme.txt")),
+        pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$"), ("path" = String, Path, description = "The object's path in the repository; may contain '/'; not under .encrypt-repo/", example = "docs/readme.txt"),
+        ("If-Match" = Option<String>, Header, description = "Store only if the object's current ETag is this one (or, with *, only if it exists); 412 otherwise"),
+        ("If-None-Match" = Option<String>, Header, description = "Only *: store only if no object is there yet; 412 otherwise")),
     request_body(content = crate::openapi::ObjectBytes, content_type = "application/octet-stream",
         description = "The object's bytes, any size"),
     responses(
         (status = 201, description = "Stored", body = crate::openapi::ObjectWritten,
             headers(("ETag" = String, description = "The storage service's entity tag, when it gives one"))),
-        BadRequest, Unauthorized, Forbidden, RepositoryNotFound, Unverifiable, InternalError,
-        UpstreamFailed, Locked,
+        BadRequest, Unauthorized, Forbidden, RepositoryNotFound, PreconditionFailed,
+        PayloadTooLarge, Unverifiable, InternalError, NotImplemented, UpstreamFailed, Locked,
     )
 )]
 async fn put_object(
     State(app): State<Shared>,
     caller: Caller,
     P((repo, path)): P<(String, String)>,
+    headers: HeaderMap,
     body: Body,
 ) -> ApiResult {
     caller.repository(&repo, actions::DATA_WRITE)?;
     let location = object_path(&path)?;
+    let condition = PutCondition::from_conditions(&Conditions::from_headers(&headers)?)?;
     let store = app.repository(&repo).await?;
+    if condition != PutCondition::None {
+        return put_object_conditional(&app, &repo, &store, &location, condition, body).await;
+    }
     let fail = |e| from_object_store(&repo, Some(location.as_ref()), e);
     let upload = store.put_multipart(&location).await.map_err(fail)?;
     let mut writer = WriteMultipart::new_with_chunk_size(upload, UPLOAD_PART);
@@ -565,6 +580,90 @@ async fn put_object(
         r.headers_mut().insert(header::ETAG, etag);
     }
     Ok(r)
+}
+
+/// A `PUT` with `If-None-Match: *` or `If-Match`: one conditional storage request, so the
+/// body is read whole (at most [`MAX_CONDITIONAL_PUT`] bytes).
+async fn put_object_conditional(
+    app: &App,
+    repo: &str,
+    store: &encrypt_repo_store::EncryptedStore<crate::backend::Backend>,
+    location: &ObjPath,
+    condition: PutCondition,
+    body: Body,
+) -> ApiResult {
+    let body = axum::body::to_bytes(body, MAX_CONDITIONAL_PUT)
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "illegal_argument_exception",
+                format!(
+                    "a conditional PUT body is read whole and may be at most {MAX_CONDITIONAL_PUT} bytes (or could not be read)"
+                ),
+            )
+        })?;
+    let store_type = app
+        .loaded()
+        .registrations
+        .value
+        .get(repo)
+        .map(|r| r.store_type.clone())
+        .unwrap_or_default();
+    let fail = |e| conditional::put_error(repo, location.as_ref(), &store_type, e);
+    let mode = match condition {
+        PutCondition::None => PutMode::Overwrite,
+        PutCondition::Create => PutMode::Create,
+        PutCondition::Update(e_tag) => PutCondition::update_mode(e_tag),
+        PutCondition::UpdateAny => {
+            let meta = store.head(location).await.map_err(fail)?;
+            PutCondition::update_mode(meta.e_tag.ok_or_else(conditional::precondition_failed)?)
+        }
+    };
+    let size = body.len();
+    let opts = PutOptions {
+        mode,
+        ..PutOptions::default()
+    };
+    let result = store
+        .put_opts(location, body.into(), opts)
+        .await
+        .map_err(fail)?;
+    let mut r = (
+        StatusCode::CREATED,
+        Json(json!({ "result": "created", "path": location.as_ref(), "size": size })),
+    )
+        .into_response();
+    if let Some(etag) = result.e_tag.and_then(|e| HeaderValue::from_str(&e).ok()) {
+        r.headers_mut().insert(header::ETAG, etag);
+    }
+    Ok(r)
+}
+
+/// A `GET`/`HEAD` whose `If-None-Match` matched: 304 with the entity tag.
+fn not_modified(headers: &Conditions) -> Response {
+    let mut r = Response::new(Body::empty());
+    *r.status_mut() = StatusCode::NOT_MODIFIED;
+    if let Some(v) = headers
+        .if_none_match
+        .as_deref()
+        .filter(|v| *v != "*" && !v.contains(','))
+        .and_then(|v| HeaderValue::from_str(v).ok())
+    {
+        r.headers_mut().insert(header::ETAG, v);
+    }
+    r
+}
+
+/// Maps a storage error of a conditional `GET`/`HEAD`.
+fn get_error(repo: &str, path: &str, conditions: &Conditions, e: object_store::Error) -> Response {
+    match e {
+        object_store::Error::NotModified { .. } => not_modified(conditions),
+        object_store::Error::Precondition { .. } => {
+            conditional::precondition_failed().into_response()
+        }
+        other => from_object_store(repo, Some(path), other).into_response(),
+    }
 }
 
 /// Parses one `bytes=` range. `Ok(None)` for no header.
@@ -635,7 +734,9 @@ fn meta_headers(r: &mut Response, meta: &object_store::ObjectMeta) {
     params(("repo" = String, Path, description = "The repository's registered name", example = "main",
         pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$"), ("path" = String, Path, description = "The object's path in the repository; may contain '/'; not under .encrypt-repo/", example = "docs/readme.txt"),
         ("Range" = Option<String>, Header, description = "One range: bytes=a-b, bytes=a- or bytes=-n",
-            example = "bytes=0-99")),
+            example = "bytes=0-99"),
+        ("If-Match" = Option<String>, Header, description = "412 unless the object's ETag is this one"),
+        ("If-None-Match" = Option<String>, Header, description = "304 if the object's ETag is this one")),
     responses(
         (status = 200, description = "The whole object", content_type = "application/octet-stream", body = crate::openapi::ObjectBytes,
             headers(("Content-Length" = u64), ("Accept-Ranges" = String), ("ETag" = String),
@@ -643,8 +744,10 @@ fn meta_headers(r: &mut Response, meta: &object_store::ObjectMeta) {
         (status = 206, description = "The requested range", content_type = "application/octet-stream", body = crate::openapi::ObjectBytes,
             headers(("Content-Range" = String, description = "bytes a-b/size"), ("Content-Length" = u64),
                 ("Accept-Ranges" = String), ("ETag" = String), ("Last-Modified" = String))),
-        BadRequest, Unauthorized, Forbidden, ObjectNotFound, RangeNotSatisfiable, Unverifiable,
-        InternalError, UpstreamFailed, Locked,
+        (status = 304, description = "If-None-Match matched: the object is unchanged",
+            headers(("ETag" = String))),
+        BadRequest, Unauthorized, Forbidden, ObjectNotFound, PreconditionFailed,
+        RangeNotSatisfiable, Unverifiable, InternalError, UpstreamFailed, Locked,
     )
 )]
 async fn get_object(
@@ -656,16 +759,19 @@ async fn get_object(
     caller.repository(&repo, actions::DATA_READ)?;
     let location = object_path(&path)?;
     let range = parse_range(&headers)?;
+    let conditions = Conditions::from_headers(&headers)?;
     let store = app.repository(&repo).await?;
     let partial = range.is_some();
     let opts = GetOptions {
         range,
+        if_match: conditions.if_match.clone(),
+        if_none_match: conditions.if_none_match.clone(),
         ..GetOptions::default()
     };
-    let got = store
-        .get_opts(&location, opts)
-        .await
-        .map_err(|e| from_object_store(&repo, Some(location.as_ref()), e))?;
+    let got = match store.get_opts(&location, opts).await {
+        Ok(g) => g,
+        Err(e) => return Ok(get_error(&repo, location.as_ref(), &conditions, e)),
+    };
     let meta = got.meta.clone();
     let span = got.range.clone();
     let (repo2, loc2) = (repo.clone(), location.to_string());
@@ -707,27 +813,39 @@ async fn get_object(
 /// Reads an object's size and tags, without its bytes.
 #[utoipa::path(head, path = "/_snapshot/{repo}/_objects/{*path}", tag = "objects",
     params(("repo" = String, Path, description = "The repository's registered name", example = "main",
-        pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$"), ("path" = String, Path, description = "The object's path in the repository; may contain '/'; not under .encrypt-repo/", example = "docs/readme.txt")),
+        pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$"), ("path" = String, Path, description = "The object's path in the repository; may contain '/'; not under .encrypt-repo/", example = "docs/readme.txt"),
+        ("If-Match" = Option<String>, Header, description = "412 unless the object's ETag is this one"),
+        ("If-None-Match" = Option<String>, Header, description = "304 if the object's ETag is this one")),
     responses(
         (status = 200, description = "The object exists",
             headers(("Content-Length" = u64, description = "Plaintext size"), ("Accept-Ranges" = String),
                 ("ETag" = String), ("Last-Modified" = String))),
-        BadRequest, Unauthorized, Forbidden, ObjectNotFound, Unverifiable, InternalError,
-        UpstreamFailed, Locked,
+        (status = 304, description = "If-None-Match matched: the object is unchanged",
+            headers(("ETag" = String))),
+        BadRequest, Unauthorized, Forbidden, ObjectNotFound, PreconditionFailed, Unverifiable,
+        InternalError, UpstreamFailed, Locked,
     )
 )]
 async fn head_object(
     State(app): State<Shared>,
     caller: Caller,
     P((repo, path)): P<(String, String)>,
+    headers: HeaderMap,
 ) -> ApiResult {
     caller.repository(&repo, actions::DATA_READ)?;
     let location = object_path(&path)?;
+    let conditions = Conditions::from_headers(&headers)?;
     let store = app.repository(&repo).await?;
-    let meta = store
-        .head(&location)
-        .await
-        .map_err(|e| from_object_store(&repo, Some(location.as_ref()), e))?;
+    let opts = GetOptions {
+        head: true,
+        if_match: conditions.if_match.clone(),
+        if_none_match: conditions.if_none_match.clone(),
+        ..GetOptions::default()
+    };
+    let meta = match store.get_opts(&location, opts).await {
+        Ok(g) => g.meta,
+        Err(e) => return Ok(get_error(&repo, location.as_ref(), &conditions, e)),
+    };
     let mut r = Response::new(Body::empty());
     meta_headers(&mut r, &meta);
     r.headers_mut()
@@ -955,8 +1073,9 @@ async fn rewrap_keys(
     loop {
         app.reload().await.map_err(|e| ApiError::internal(&e))?;
         let loaded = app.loaded();
-        let mut regs = loaded.registrations.value.clone();
-        let Some(r) = regs.get_mut(&repo) else { break };
+        let Some(mut r) = loaded.registrations.value.get(&repo).cloned() else {
+            break;
+        };
         let mut settings = target.clone();
         if let Some(s) = &mut settings {
             // Keep the access settings the client gave (key file location, endpoint).
@@ -966,7 +1085,7 @@ async fn rewrap_keys(
         }
         r.crypto_settings = settings;
         match app
-            .write_registrations(loaded.registrations.generation, regs)
+            .write_registration(&repo, loaded.registrations.generation_of(&repo), Some(r))
             .await
         {
             Ok(()) => break,

@@ -15,7 +15,8 @@ use crate::config::ServerConfig;
 use crate::error::{ApiError, Error, Result};
 use crate::security::{InternalUser, RoleMapping, SecurityData, SecurityModel};
 use crate::state::{
-    REPOSITORIES_DOC, Registrations, SECURITY_DOC, SystemStore, Versioned, WriteError,
+    REPOSITORIES_DOC, RegistrationSet, Registrations, SECURITY_DOC, SystemStore, Versioned,
+    WriteError, registration_doc,
 };
 
 /// Environment variable with the admin password for the first start.
@@ -32,8 +33,8 @@ pub struct Loaded {
     pub security: Versioned<SecurityData>,
     /// Its effective model.
     pub model: Arc<SecurityModel>,
-    /// The registrations as read.
-    pub registrations: Versioned<Registrations>,
+    /// The registrations as read, one document per repository.
+    pub registrations: RegistrationSet,
 }
 
 /// An opened repository and the request it was opened with.
@@ -138,6 +139,7 @@ impl App {
                 Err(e) => return Err(store_err(e)),
             }
         }
+        Self::split_registrations(&system).await?;
         let loaded = Self::read_state(&system).await?;
         let jwt_headers = crate::audit::jwt_headers(&config);
         let audit =
@@ -154,6 +156,40 @@ impl App {
         }))
     }
 
+    /// Moves the registrations of the single document of earlier versions into one document
+    /// per repository, then empties it. Idempotent, and safe with several nodes starting at once:
+    /// a repository that already has a document (even a removal) is left alone, and every write
+    /// is create-only, so a lost race changes nothing.
+    async fn split_registrations(system: &SystemStore) -> Result<()> {
+        let old: Versioned<Registrations> =
+            system.read(REPOSITORIES_DOC).await.map_err(store_err)?;
+        if old.value.is_empty() {
+            return Ok(());
+        }
+        let current = system.read_registrations().await.map_err(store_err)?;
+        for (name, req) in &old.value {
+            if current.generations.contains_key(name) {
+                continue;
+            }
+            match system.write(&registration_doc(name), 0, &Some(req)).await {
+                Ok(_) | Err(WriteError::Conflict) => {}
+                Err(e) => return Err(store_err(e)),
+            }
+        }
+        match system
+            .write(REPOSITORIES_DOC, old.generation, &Registrations::new())
+            .await
+        {
+            Ok(_) | Err(WriteError::Conflict) => {}
+            Err(e) => return Err(store_err(e)),
+        }
+        tracing::info!(
+            repositories = old.value.len(),
+            "moved the repository registrations into one document each"
+        );
+        Ok(())
+    }
+
     async fn read_state(system: &SystemStore) -> Result<Loaded> {
         let security: Versioned<SecurityData> =
             system.read(SECURITY_DOC).await.map_err(store_err)?;
@@ -163,7 +199,7 @@ impl App {
                 security.generation
             ))
         })?;
-        let registrations = system.read(REPOSITORIES_DOC).await.map_err(store_err)?;
+        let registrations = system.read_registrations().await.map_err(store_err)?;
         Ok(Loaded {
             security,
             model: Arc::new(model),
@@ -191,24 +227,22 @@ impl App {
         Ok(())
     }
 
-    fn install(&self, fresh: Loaded) {
-        {
-            let mut opened = self
-                .opened
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            opened.retain(|name, (req, _)| fresh.registrations.value.get(name) == Some(req));
-        }
+    fn install(&self, mut fresh: Loaded) {
         let mut cur = self
             .loaded
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         // Never go back to an older generation (a slow reload racing a write).
-        if fresh.security.generation >= cur.security.generation
-            && fresh.registrations.generation >= cur.registrations.generation
-        {
-            *cur = Arc::new(fresh);
+        if fresh.security.generation < cur.security.generation {
+            fresh.security = cur.security.clone();
+            fresh.model = cur.model.clone();
         }
+        fresh.registrations.keep_newer(&cur.registrations);
+        self.opened
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .retain(|name, (req, _)| fresh.registrations.value.get(name) == Some(req));
+        *cur = Arc::new(fresh);
     }
 
     /// Writes a new security document based on the generation `base` was read at.
@@ -239,27 +273,37 @@ impl App {
         Ok(())
     }
 
-    /// Writes a new registrations document based on the generation `base` was read at.
+    /// Writes repository `name`'s registration (`None`: removes it) as the generation after
+    /// `base`, the one it was read at.
     ///
     /// # Errors
-    /// 409 when another change came first; 500 for storage.
-    pub async fn write_registrations(
+    /// 409 when another change of this repository's registration came first; 500 for storage.
+    pub async fn write_registration(
         &self,
+        name: &str,
         base: u64,
-        value: Registrations,
+        value: Option<RegistrationRequest>,
     ) -> Result<(), ApiError> {
-        let generation = match self.system.write(REPOSITORIES_DOC, base, &value).await {
+        let generation = match self
+            .system
+            .write(&registration_doc(name), base, &value)
+            .await
+        {
             Ok(g) => g,
             Err(WriteError::Conflict) => {
-                return Err(ApiError::conflict("the repository registrations"));
+                return Err(ApiError::conflict(&format!(
+                    "the registration of repository [{name}]"
+                )));
             }
             Err(e) => return Err(ApiError::internal(&e)),
         };
         let cur = self.loaded();
+        let mut registrations = cur.registrations.clone();
+        registrations.set(name, generation, value);
         self.install(Loaded {
             security: cur.security.clone(),
             model: cur.model.clone(),
-            registrations: Versioned { generation, value },
+            registrations,
         });
         Ok(())
     }
@@ -359,5 +403,75 @@ impl App {
                 }
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(location: &str) -> RegistrationRequest {
+        serde_json::from_value(serde_json::json!({
+            "type": "fs", "settings": { "location": location }, "encrypted": false
+        }))
+        .expect("request")
+    }
+
+    #[tokio::test]
+    async fn the_single_registrations_document_is_split_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sys: RegistrationRequest = serde_json::from_value(serde_json::json!({
+            "type": "fs",
+            "settings": { "location": dir.path().join("sys").to_str().expect("utf-8") },
+            "encrypted": true,
+            "crypto_settings": { "key_provider_name": "system", "key_provider_type": "local",
+                "settings": { "key_file": dir.path().join("sys.key").to_str().expect("utf-8") } }
+        }))
+        .expect("request");
+        let system = SystemStore::open(&sys, &ProviderRegistry::with_builtin())
+            .await
+            .expect("open");
+        let old = Registrations::from([
+            ("a".to_owned(), req("/a")),
+            ("b".to_owned(), req("/b")),
+            ("c".to_owned(), req("/c")),
+        ]);
+        system.write(REPOSITORIES_DOC, 0, &old).await.expect("old");
+        // b was already split and then removed, c already split with other settings: both kept.
+        system
+            .write(&registration_doc("b"), 0, &Some(req("/b")))
+            .await
+            .expect("b");
+        system
+            .write(&registration_doc("b"), 1, &None::<RegistrationRequest>)
+            .await
+            .expect("b removed");
+        system
+            .write(&registration_doc("c"), 0, &Some(req("/c2")))
+            .await
+            .expect("c");
+        // Two nodes starting together, then a restart.
+        let (x, y) = tokio::join!(
+            App::split_registrations(&system),
+            App::split_registrations(&system)
+        );
+        x.expect("split");
+        y.expect("split");
+        App::split_registrations(&system).await.expect("again");
+        let set = system.read_registrations().await.expect("read");
+        assert_eq!(
+            set.value,
+            Registrations::from([("a".to_owned(), req("/a")), ("c".to_owned(), req("/c2"))])
+        );
+        assert_eq!(
+            (
+                set.generation_of("a"),
+                set.generation_of("b"),
+                set.generation_of("c")
+            ),
+            (1, 2, 1)
+        );
+        let old: Versioned<Registrations> = system.read(REPOSITORIES_DOC).await.expect("old");
+        assert!(old.value.is_empty());
     }
 }

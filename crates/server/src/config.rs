@@ -35,8 +35,8 @@
 //!
 //! `crates/server/config.example.yml` is a commented example (tested to be valid).
 //! Unknown keys are refused, and every error names the key at fault
-//! (`config.dynamic.authc.basic.http_authenticator.type: …`). Kerberos, LDAP and client
-//! certificates are refused with "not supported".
+//! (`config.dynamic.authc.basic.http_authenticator.type: …`). Kerberos and LDAP are refused
+//! with "not supported"; `clientcert` needs `server.tls` with `client_ca` and `client_auth`.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -261,7 +261,7 @@ fn yes() -> bool {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpAuthenticator {
-    /// `basic` or `jwt` (`kerberos`, `clientcert` are refused).
+    /// `basic`, `jwt` or `clientcert` (`kerberos`, `saml`, `openid`, `proxy` are refused).
     #[serde(rename = "type")]
     pub kind: String,
     /// Answer a request without credentials with 401 and `WWW-Authenticate`.
@@ -343,6 +343,27 @@ pub struct TlsConfig {
     pub certificate: PathBuf,
     /// PEM private key.
     pub private_key: PathBuf,
+    /// Whether clients present a certificate (default `none`).
+    #[serde(default)]
+    pub client_auth: ClientAuth,
+    /// PEM bundle of the CAs client certificates must chain to; required unless `client_auth`
+    /// is `none`.
+    #[serde(default)]
+    pub client_ca: Option<PathBuf>,
+}
+
+/// `server.tls.client_auth`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientAuth {
+    /// No client certificates are asked for.
+    #[default]
+    None,
+    /// A certificate is asked for; connections without one are accepted (and authenticate
+    /// through the other domains), a certificate that does not verify ends the handshake.
+    Optional,
+    /// Every connection must present a certificate that verifies.
+    Require,
 }
 
 /// The authenticator types this service implements.
@@ -352,6 +373,8 @@ pub enum AuthenticatorKind {
     Basic,
     /// JSON web tokens.
     Jwt,
+    /// The subject of a verified TLS client certificate.
+    ClientCert,
 }
 
 impl ServerConfig {
@@ -401,6 +424,23 @@ impl ServerConfig {
                 return bad("_meta.config_version", "must be 2");
             }
         }
+        if let Some(t) = &self.server.tls {
+            match (t.client_auth, &t.client_ca) {
+                (ClientAuth::None, Some(_)) => {
+                    return bad(
+                        "server.tls.client_auth",
+                        "must be optional or require when client_ca is set",
+                    );
+                }
+                (ClientAuth::Optional | ClientAuth::Require, None) => {
+                    return bad(
+                        "server.tls.client_ca",
+                        "is required when client_auth is optional or require",
+                    );
+                }
+                _ => {}
+            }
+        }
         let dynamic = &self.config.dynamic;
         for (name, d) in &dynamic.authc {
             let key = format!("config.dynamic.authc.{name}");
@@ -425,6 +465,9 @@ impl ServerConfig {
                     &format!("{key}.authentication_backend.type"),
                     "basic authentication needs the intern backend",
                 );
+            }
+            if d.http_authenticator.kind == "clientcert" {
+                self.check_clientcert(&key, d)?;
             }
         }
         for (name, d) in &dynamic.authz {
@@ -482,6 +525,25 @@ impl ServerConfig {
         Ok(())
     }
 
+    fn check_clientcert(&self, key: &str, d: &AuthcDomain) -> Result<()> {
+        let with_ca = self
+            .server
+            .tls
+            .as_ref()
+            .is_some_and(|t| t.client_auth != ClientAuth::None && t.client_ca.is_some());
+        if d.http_enabled && !with_ca {
+            return Err(Error::Config(format!(
+                "{key}.http_authenticator.type: clientcert needs server.tls with client_ca and client_auth optional or require"
+            )));
+        }
+        if d.authentication_backend.kind != "noop" {
+            return Err(Error::Config(format!(
+                "{key}.authentication_backend.type: clientcert authentication needs the noop backend"
+            )));
+        }
+        Ok(())
+    }
+
     /// The reload interval.
     #[must_use]
     pub fn reload_interval(&self) -> Duration {
@@ -514,14 +576,15 @@ impl AuthcDomain {
         match self.http_authenticator.kind.as_str() {
             "basic" => Ok(AuthenticatorKind::Basic),
             "jwt" => Ok(AuthenticatorKind::Jwt),
-            "kerberos" | "clientcert" | "saml" | "openid" | "proxy" | "extended-proxy" => {
+            "clientcert" => Ok(AuthenticatorKind::ClientCert),
+            "kerberos" | "saml" | "openid" | "proxy" | "extended-proxy" => {
                 Err(Error::Config(format!(
-                    "{key}: {} authentication is not supported by encrypt-repo serve (supported: basic, jwt)",
+                    "{key}: {} authentication is not supported by encrypt-repo serve (supported: basic, jwt, clientcert)",
                     self.http_authenticator.kind
                 )))
             }
             other => Err(Error::Config(format!(
-                "{key}: unknown authenticator {other:?} (supported: basic, jwt)"
+                "{key}: unknown authenticator {other:?} (supported: basic, jwt, clientcert)"
             ))),
         }
     }
@@ -606,7 +669,7 @@ server:
     }
 
     #[test]
-    fn kerberos_ldap_and_clientcert_are_not_supported() {
+    fn kerberos_and_ldap_are_not_supported() {
         let e = err(&SAMPLE.replace("type: basic", "type: kerberos"));
         assert!(e.contains("http_authenticator.type"), "{e}");
         assert!(
@@ -619,7 +682,12 @@ server:
             "{e}"
         );
         let e = err(&SAMPLE.replace("type: basic", "type: clientcert"));
-        assert!(e.contains("not supported"), "{e}");
+        assert!(
+            e.contains(
+                "basic_internal_auth_domain.http_authenticator.type: clientcert needs server.tls"
+            ),
+            "{e}"
+        );
         let e = err(&SAMPLE.replace(
             "authz: {}",
             "authz: { roles_from_ldap: { authorization_backend: { type: ldap } } }",

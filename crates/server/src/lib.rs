@@ -22,6 +22,7 @@ pub mod app;
 pub mod audit;
 pub mod authn;
 pub mod backend;
+pub mod conditional;
 pub mod config;
 pub mod error;
 pub mod openapi;
@@ -29,6 +30,7 @@ pub mod password;
 pub mod secapi;
 pub mod security;
 pub mod state;
+pub mod tls;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -94,12 +96,9 @@ async fn run(
     });
     match tls {
         Some(t) => {
-            let rustls = axum_server::tls_rustls::RustlsConfig::from_pem_file(
-                &t.certificate,
-                &t.private_key,
-            )
-            .await
-            .map_err(|e| Error::Config(format!("server.tls: {e}")))?;
+            let rustls = axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(
+                tls::server_config(&t)?,
+            ));
             let _ = app.tls.set(rustls.clone());
             tracing::info!(address = %bound, "listening (https)");
             if let Some(f) = on_bound {

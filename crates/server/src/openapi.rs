@@ -179,13 +179,16 @@ error_responses! {
         "A precondition (If-Match, If-None-Match) does not hold";
     /// 413 in the document.
     PayloadTooLarge = StatusCode::PAYLOAD_TOO_LARGE,
-        "The JSON body is larger than 2 MB";
+        "The body is too large: a JSON body over 2 MB, or a conditional object upload over 16 MiB";
     /// 416 in the document.
     RangeNotSatisfiable = StatusCode::RANGE_NOT_SATISFIABLE,
         "The Range header is not one bytes=a-b, a- or -n range, or lies outside the object";
     /// 422 in the document.
     Unverifiable = StatusCode::UNPROCESSABLE_ENTITY,
         "Stored data cannot be decrypted or failed verification (tampered, or its data key is shredded)";
+    /// 501 in the document (for conditional updates on a storage type without them).
+    NotImplemented = StatusCode::NOT_IMPLEMENTED,
+        "The repository's storage type cannot do this atomically (If-Match updates on fs)";
     /// 500 in the document.
     InternalError = StatusCode::INTERNAL_SERVER_ERROR,
         "An internal error; the detail is in the server log only";

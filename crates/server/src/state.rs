@@ -8,7 +8,13 @@
 //! answered with 409: never a silent overwrite. The current state is the highest generation;
 //! the last [`KEEP_GENERATIONS`] are kept, older ones are removed.
 //!
-//! Every node reloads both documents every `server.reload_interval_seconds` (default 5 s), so a
+//! Each repository registration is a document of its own, `state/registrations/<name>/…`, so
+//! registering different repositories through different nodes at once never conflicts; a
+//! removal is a generation holding `null`. Registrations kept in the single document of earlier
+//! versions (`state/repositories`) are split into their own documents at start (see
+//! `App::start`).
+//!
+//! Every node reloads the documents every `server.reload_interval_seconds` (default 5 s), so a
 //! change made through one node is in force on every node within that interval.
 
 use std::collections::BTreeMap;
@@ -30,10 +36,18 @@ use crate::error::{Error, Result};
 pub const KEEP_GENERATIONS: u64 = 8;
 /// The security document (users, roles, mappings, action groups, tenants).
 pub const SECURITY_DOC: &str = "security";
-/// The repository registrations document (name → request).
+/// The single registrations document (name → request) of earlier versions, split at start.
 pub const REPOSITORIES_DOC: &str = "repositories";
 /// The audit configuration document (see [`crate::audit::config`]).
 pub const AUDIT_DOC: &str = "audit";
+/// The parent of the per-repository registration documents.
+pub const REGISTRATION_DOCS: &str = "registrations";
+
+/// The document of repository `name`'s registration.
+#[must_use]
+pub fn registration_doc(name: &str) -> String {
+    format!("{REGISTRATION_DOCS}/{name}")
+}
 
 /// A document as read, with its generation (0: never written).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,6 +72,43 @@ pub enum WriteError {
 
 /// Repository registrations by name.
 pub type Registrations = BTreeMap<String, RegistrationRequest>;
+
+/// The registrations as read, with the generation of each repository's document (removed
+/// repositories included: their newest generation is a removal).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RegistrationSet {
+    /// Registered repositories.
+    pub value: Registrations,
+    /// Newest generation of each document.
+    pub generations: BTreeMap<String, u64>,
+}
+
+impl RegistrationSet {
+    /// The generation `name`'s document was read at (0: never written).
+    #[must_use]
+    pub fn generation_of(&self, name: &str) -> u64 {
+        self.generations.get(name).copied().unwrap_or(0)
+    }
+
+    /// Records generation `generation` of `name`'s document.
+    pub fn set(&mut self, name: &str, generation: u64, value: Option<RegistrationRequest>) {
+        self.generations.insert(name.to_owned(), generation);
+        match value {
+            Some(r) => self.value.insert(name.to_owned(), r),
+            None => self.value.remove(name),
+        };
+    }
+
+    /// Keeps, per repository, whichever of `self` and `other` holds the newer generation (a
+    /// slow reload must not undo a write this node made meanwhile).
+    pub fn keep_newer(&mut self, other: &Self) {
+        for (name, g) in &other.generations {
+            if *g > self.generation_of(name) {
+                self.set(name, *g, other.value.get(name).cloned());
+            }
+        }
+    }
+}
 
 /// The encrypted system repository.
 #[derive(Debug, Clone)]
@@ -156,6 +207,56 @@ impl SystemStore {
                 WriteError::Store(format!("state/{doc} generation {generation}: {e}"))
             })?;
             return Ok(Versioned { generation, value });
+        }
+    }
+
+    /// Every repository registration document, at its newest generation.
+    ///
+    /// # Errors
+    /// [`WriteError::Store`].
+    pub async fn read_registrations(&self) -> Result<RegistrationSet, WriteError> {
+        'again: loop {
+            let metas: Vec<_> = self
+                .store
+                .list(Some(&doc_prefix(REGISTRATION_DOCS)))
+                .try_collect()
+                .await
+                .map_err(|e| WriteError::Store(e.to_string()))?;
+            let mut newest: BTreeMap<String, u64> = BTreeMap::new();
+            for m in &metas {
+                // state/registrations/<name>/<generation>.json
+                let parts: Vec<_> = m.location.parts().collect();
+                let (Some(name), Some(file), 4) = (parts.get(2), parts.get(3), parts.len()) else {
+                    continue;
+                };
+                let Some(g) = file
+                    .as_ref()
+                    .strip_suffix(".json")
+                    .and_then(|g| g.parse::<u64>().ok())
+                else {
+                    continue;
+                };
+                let e = newest.entry(name.as_ref().to_owned()).or_default();
+                *e = (*e).max(g);
+            }
+            let mut set = RegistrationSet::default();
+            for (name, g) in newest {
+                let doc = registration_doc(&name);
+                let got = match self.store.get(&doc_path(&doc, g)).await {
+                    Ok(got) => got,
+                    // Pruned between the listing and the read: a newer one exists.
+                    Err(object_store::Error::NotFound { .. }) => continue 'again,
+                    Err(e) => return Err(WriteError::Store(e.to_string())),
+                };
+                let bytes = got
+                    .bytes()
+                    .await
+                    .map_err(|e| WriteError::Store(e.to_string()))?;
+                let value: Option<RegistrationRequest> = serde_json::from_slice(&bytes)
+                    .map_err(|e| WriteError::Store(format!("state/{doc} generation {g}: {e}")))?;
+                set.set(&name, g, value);
+            }
+            return Ok(set);
         }
     }
 

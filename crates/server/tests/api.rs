@@ -520,16 +520,14 @@ async fn a_lost_update_is_a_409_not_an_overwrite() {
         StatusCode::OK,
         "the registrations are a document of their own"
     );
-    let r = a
-        .admin(Method::PUT, "/_snapshot/y", a.repo_body("y").to_string())
-        .await;
-    assert_eq!(
-        r.status,
-        StatusCode::CONFLICT,
-        "a holds the registrations before z"
-    );
-    a.app.reload().await.expect("reload");
+    // One document per repository: a registers y without having seen z.
     a.register("y").await;
+    // But b, which has not seen y, cannot register y over a's.
+    let r = b
+        .admin(Method::PUT, "/_snapshot/y", b.repo_body("y2").to_string())
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{r:?}");
+    assert_eq!(r.error_type(), "version_conflict_engine_exception");
     // After a reload, b sees alice and can write.
     b.app.reload().await.expect("reload");
     let r = b

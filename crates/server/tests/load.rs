@@ -6,8 +6,10 @@
 //!
 //! 32 concurrent clients on loopback, each putting an 8 MiB object of its own pseudo-random
 //! content and reading it back, for `ENCRYPT_REPO_LOAD_SECONDS` (default 60) seconds. Every
-//! read is checked against the SHA-256 of what was written; any error fails the test. The peak
-//! RSS of the process (server and clients together, from /proc/self/status VmHWM) is printed.
+//! read is checked against the SHA-256 of what was written; any error fails the test. The
+//! server runs as its own process (the `encrypt-repo-server` binary), so its peak RSS
+//! (/proc/<pid>/status VmHWM, read just before it is stopped) is printed apart from the
+//! clients' (this process).
 
 mod harness;
 
@@ -17,7 +19,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::StreamExt as _;
-use harness::{ADMIN_PASSWORD, config_yaml, start};
+use std::io::{BufRead as _, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use harness::{ADMIN_PASSWORD, config_yaml};
 use serde_json::json;
 
 const CLIENTS: usize = 32;
@@ -41,8 +46,45 @@ fn sha256(b: &[u8]) -> Vec<u8> {
         .to_vec()
 }
 
-fn peak_rss_kib() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+const BIN: &str = env!("CARGO_BIN_EXE_encrypt-repo-server");
+
+/// The server process, killed when dropped.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts the server binary on `config`; returns it with its base URL.
+fn spawn_server(config: &std::path::Path) -> (Server, String) {
+    let mut child = Command::new(BIN)
+        .arg("--config")
+        .arg(config)
+        .env("ENCRYPT_REPO_ADMIN_PASSWORD", ADMIN_PASSWORD)
+        .env_remove("ENCRYPT_REPO_ADMIN_PASSWORD_FILE")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn encrypt-repo-server");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("read stdout");
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_owned();
+    (Server(child), format!("http://{addr}"))
+}
+
+/// VmHWM of `pid` ("self" for this process), in KiB.
+fn peak_rss_kib(pid: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
 }
@@ -55,7 +97,11 @@ async fn thirty_two_clients_put_and_get_8_mib_objects() {
         .map(|s| s.parse().expect("ENCRYPT_REPO_LOAD_SECONDS is a number"))
         .unwrap_or(60);
     let dir = tempfile::tempdir().expect("tempdir");
-    let s = start(dir.path(), &config_yaml(dir.path(), 3600, "")).await;
+    std::fs::create_dir_all(dir.path().join("repos")).expect("repos");
+    let config = dir.path().join("config.yml");
+    std::fs::write(&config, config_yaml(dir.path(), 3600, "")).expect("config");
+    let (server, base) = spawn_server(&config);
+    let pid = server.0.id().to_string();
     let client = reqwest::Client::builder()
         .no_proxy()
         .build()
@@ -68,7 +114,7 @@ async fn thirty_two_clients_put_and_get_8_mib_objects() {
             "settings": { "key_file": dir.path().join("load.key").to_str().expect("utf-8") } }
     });
     let r = client
-        .put(format!("{}/_snapshot/load", s.base))
+        .put(format!("{base}/_snapshot/load"))
         .basic_auth("admin", Some(ADMIN_PASSWORD))
         .json(&body)
         .send()
@@ -80,7 +126,7 @@ async fn thirty_two_clients_put_and_get_8_mib_objects() {
     let rounds = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     for c in 0..CLIENTS {
-        let (client, base, rounds) = (client.clone(), s.base.clone(), rounds.clone());
+        let (client, base, rounds) = (client.clone(), base.clone(), rounds.clone());
         tasks.push(tokio::spawn(async move {
             let url = format!("{base}/_snapshot/load/_objects/client-{c}/object");
             let mut round = 0u64;
@@ -125,14 +171,18 @@ async fn thirty_two_clients_put_and_get_8_mib_objects() {
         t.await.expect("client task");
     }
     let done = rounds.load(Ordering::Relaxed);
+    let server_peak = peak_rss_kib(&pid);
     assert!(
         done >= CLIENTS as u64,
         "every client finished at least one round"
     );
+    let mib = |k: Option<u64>| k.map_or_else(|| "unknown".to_owned(), |k| (k / 1024).to_string());
     println!(
-        "load: {CLIENTS} clients, {seconds} s, {done} put+get rounds of 8 MiB ({} MiB each way), peak RSS {} MiB",
+        "load: {CLIENTS} clients, {seconds} s, {done} put+get rounds = {} requests, {} MiB each way, 0 errors (any error fails the test); server peak RSS {} MiB; clients (test process) peak RSS {} MiB",
+        done * 2,
         done * 8,
-        peak_rss_kib().map_or_else(|| "unknown".to_owned(), |k| (k / 1024).to_string())
+        mib(server_peak),
+        mib(peak_rss_kib("self")),
     );
-    s.stop().await;
+    drop(server);
 }

@@ -222,3 +222,107 @@ fn invalid_configuration_refuses_to_start_naming_the_key() {
     let out = Command::new(BIN).output().expect("run");
     assert_eq!(out.status.code(), Some(2));
 }
+
+fn repo_body(dir: &Path, name: &str) -> serde_json::Value {
+    json!({
+        "type": "fs",
+        "settings": { "location": dir.join("repos").join(name).to_str().expect("utf-8") },
+        "encrypted": true,
+        "crypto_settings": { "key_provider_name": "main", "key_provider_type": "local",
+            "settings": { "key_file": dir.join(format!("{name}.key")).to_str().expect("utf-8") } }
+    })
+}
+
+async fn register(s: &Server, name: &str, body: serde_json::Value) -> StatusCode {
+    client()
+        .put(format!("{}/_snapshot/{name}", s.base))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .json(&body)
+        .send()
+        .await
+        .expect("register")
+        .status()
+}
+
+async fn repositories(s: &Server) -> Vec<String> {
+    let v: serde_json::Value = client()
+        .get(format!("{}/_snapshot", s.base))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .send()
+        .await
+        .expect("list")
+        .json()
+        .await
+        .expect("json");
+    v.as_object()
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registrations_of_different_repositories_through_two_nodes_do_not_conflict() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(dir.path(), "config.yml", 1);
+    let a = start(&config, Some(ADMIN_PASSWORD));
+    let b = start(&config, None);
+    let d = dir.path();
+    let (ra, rb) = tokio::join!(
+        register(&a, "alpha", repo_body(d, "alpha")),
+        register(&b, "beta", repo_body(d, "beta"))
+    );
+    assert_eq!((ra, rb), (StatusCode::OK, StatusCode::OK));
+    let mut seen = false;
+    for _ in 0..50 {
+        if repositories(&a).await == ["alpha", "beta"]
+            && repositories(&b).await == ["alpha", "beta"]
+        {
+            seen = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        seen,
+        "a: {:?}, b: {:?}",
+        repositories(&a).await,
+        repositories(&b).await
+    );
+    // A removal through one node reaches the other too.
+    let r = client()
+        .delete(format!("{}/_snapshot/alpha", a.base))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(r.status(), StatusCode::OK);
+    let mut gone = false;
+    for _ in 0..50 {
+        if repositories(&b).await == ["beta"] {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(gone, "b: {:?}", repositories(&b).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registering_one_repository_differently_through_two_nodes_gives_one_409() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(dir.path(), "config.yml", 3600);
+    let a = start(&config, Some(ADMIN_PASSWORD));
+    let b = start(&config, None);
+    let d = dir.path();
+    // Same name, different storage locations.
+    let (ra, rb) = tokio::join!(
+        register(&a, "gamma", repo_body(d, "gamma-a")),
+        register(&b, "gamma", repo_body(d, "gamma-b"))
+    );
+    let mut statuses = [ra, rb];
+    statuses.sort();
+    assert_eq!(
+        statuses,
+        [StatusCode::OK, StatusCode::CONFLICT],
+        "{ra} {rb}"
+    );
+}

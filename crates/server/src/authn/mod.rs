@@ -14,6 +14,7 @@
 //! `basic` checks the internal users. A user that does not exist is verified against a dummy
 //! argon2id hash, so it costs what a wrong password costs and follows the same code path.
 
+pub mod clientcert;
 pub mod jwt;
 pub mod ratelimit;
 pub mod xff;
@@ -37,6 +38,7 @@ use xff::XffResolver;
 enum Method {
     Basic,
     Jwt(Arc<jwt::JwtAuthenticator>),
+    ClientCert(Arc<clientcert::ClientCertConfig>),
 }
 
 /// One configured domain.
@@ -215,6 +217,14 @@ impl Authenticator {
                         .map_err(|e| Error::Config(format!("{key}.{e}")))?;
                     Method::Jwt(Arc::new(a))
                 }
+                AuthenticatorKind::ClientCert => {
+                    let key = format!("{key}.http_authenticator.config");
+                    let c = clientcert::ClientCertConfig::from_value(
+                        d.http_authenticator.config.clone(),
+                    )
+                    .map_err(|e| Error::Config(format!("{key}: {e}")))?;
+                    Method::ClientCert(Arc::new(c))
+                }
             };
             domains.push(Domain {
                 name: name.to_owned(),
@@ -295,6 +305,24 @@ impl Authenticator {
         query: Option<&str>,
         client: Option<IpAddr>,
     ) -> Result<Subject, ApiError> {
+        self.authenticate_with_cert(model, headers, query, client, None)
+            .await
+    }
+
+    /// [`Authenticator::authenticate`] for a request on a TLS connection whose client presented
+    /// `peer_cert` (the end-entity certificate, DER, already verified by the handshake), which
+    /// `clientcert` domains map to a user.
+    ///
+    /// # Errors
+    /// As [`Authenticator::authenticate`].
+    pub async fn authenticate_with_cert(
+        &self,
+        model: &Arc<SecurityModel>,
+        headers: &HeaderMap,
+        query: Option<&str>,
+        client: Option<IpAddr>,
+        peer_cert: Option<&[u8]>,
+    ) -> Result<Subject, ApiError> {
         let ip = client.unwrap_or(UNKNOWN_PEER);
         let mut presented = false;
         let mut challenge = false;
@@ -309,6 +337,10 @@ impl Authenticator {
                     }
                 }
                 Method::Jwt(j) => self.jwt(j, d, headers, query, ip),
+                Method::ClientCert(c) => match peer_cert {
+                    None => continue,
+                    Some(der) => Self::clientcert(c, d, der, ip),
+                },
             };
             match outcome {
                 Ok(Some(mut s)) => {
@@ -373,6 +405,27 @@ impl Authenticator {
             None => {
                 self.limiter.record_failure(ip, Some(&user), Instant::now());
                 tracing::info!(domain = %d.name, user = %user, remote = %ip, "authentication failed");
+                Err(())
+            }
+        }
+    }
+
+    /// The certificate chain was verified during the handshake; only the subject is read here.
+    fn clientcert(
+        c: &clientcert::ClientCertConfig,
+        d: &Domain,
+        der: &[u8],
+        ip: IpAddr,
+    ) -> Result<Option<Subject>, ()> {
+        match clientcert::identify(c, der) {
+            Ok(id) => Ok(Some(Subject {
+                name: id.name,
+                backend_roles: id.backend_roles,
+                direct_roles: Vec::new(),
+                remote_ip: None,
+            })),
+            Err(e) => {
+                tracing::info!(domain = %d.name, remote = %ip, error = %e, "client certificate refused");
                 Err(())
             }
         }

@@ -404,9 +404,10 @@ async fn reload_http_certs(State(app): State<Shared>, caller: Caller) -> ApiResu
     let rustls = app.tls.get().ok_or_else(|| {
         ApiError::bad_request("this node is not serving HTTPS (no listener to reload)")
     })?;
-    rustls
-        .reload_from_pem_file(&tls.certificate, &tls.private_key)
-        .await
+    // Rebuilt whole from the configuration, so the client-certificate verifier (clientcert
+    // authentication) survives the reload.
+    crate::tls::server_config(tls)
+        .map(|c| rustls.reload_from_config(std::sync::Arc::new(c)))
         .map_err(|e| {
             tracing::warn!(error = %e, "reloading the HTTP certificate failed");
             ApiError::bad_request(
