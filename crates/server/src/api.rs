@@ -25,9 +25,9 @@ use crate::app::App;
 use crate::conditional::{self, Conditions, MAX_CONDITIONAL_PUT, PutCondition};
 use crate::error::{ApiError, from_object_store, from_store};
 use crate::openapi::{
-    BadRequest, Conflict, Forbidden, InternalError, KeyNotFound, Locked, NotImplemented,
-    ObjectNotFound, PayloadTooLarge, PreconditionFailed, RangeNotSatisfiable, RepositoryNotFound,
-    Unauthorized, Unverifiable, UpstreamFailed,
+    BadRequest, Conflict, Forbidden, InternalError, KeyNotFound, Locked, ObjectNotFound,
+    PayloadTooLarge, PreconditionFailed, RangeNotSatisfiable, RepositoryNotFound, Unauthorized,
+    Unverifiable, UpstreamFailed,
 };
 use crate::security::{SecurityModel, Subject, actions};
 
@@ -283,8 +283,13 @@ async fn health() -> Response {
         Unauthorized,
     )
 )]
-async fn authinfo(caller: Caller) -> Response {
+async fn authinfo(
+    caller: Caller,
+    tls: Option<axum::Extension<Arc<axum_server::tls::TlsInfo>>>,
+) -> Response {
     let s = &caller.subject;
+    // How many certificates the client presented (and rustls verified), as OpenSearch reports.
+    let peer_certificates = tls.map_or(0, |t| t.peer_certificates.len()).to_string();
     Json(json!({
         "user": format!("User [name={}, backend_roles={:?}, requestedTenant=null]", s.name, s.backend_roles),
         "user_name": s.name,
@@ -295,7 +300,7 @@ async fn authinfo(caller: Caller) -> Response {
         "roles": caller.roles,
         "tenants": caller.model.tenants_of(&caller.roles),
         "principal": null,
-        "peer_certificates": "0",
+        "peer_certificates": peer_certificates,
         "sso_logout_url": null,
     }))
     .into_response()
@@ -534,7 +539,7 @@ fn object_path(path: &str) -> ApiResult<ObjPath> {
         (status = 201, description = "Stored", body = crate::openapi::ObjectWritten,
             headers(("ETag" = String, description = "The storage service's entity tag, when it gives one"))),
         BadRequest, Unauthorized, Forbidden, RepositoryNotFound, PreconditionFailed,
-        PayloadTooLarge, Unverifiable, InternalError, NotImplemented, UpstreamFailed, Locked,
+        PayloadTooLarge, Unverifiable, InternalError, UpstreamFailed, Locked,
     )
 )]
 async fn put_object(

@@ -7,7 +7,7 @@
 //! - `PUT` with `If-None-Match: *` creates only (`PutMode::Create`): 412 if the object exists.
 //! - `PUT` with `If-Match: <etag>` replaces only that version (`PutMode::Update`): 412 if the
 //!   object changed or is gone. `If-Match: *` replaces only an existing object (its current
-//!   version). The `fs` type has no atomic compare-and-swap, so there it is answered with 501
+//!   version). The `fs` type has no atomic compare-and-swap, so there it is answered with 400
 //!   rather than emulated with a check-then-write race; s3, azure and gcs have one.
 //! - `GET` / `HEAD` honour `If-None-Match` (304 when it matches) and `If-Match` (412 when it
 //!   does not).
@@ -108,7 +108,8 @@ impl PutCondition {
 }
 
 /// Maps a storage error of a conditional `PUT`: a lost condition is 412, a backend without
-/// conditional updates 501.
+/// conditional updates 400 (the request asks for what this repository's storage cannot do; a
+/// 5xx would say the server failed).
 #[must_use]
 pub fn put_error(repo: &str, path: &str, store_type: &str, e: object_store::Error) -> ApiError {
     use object_store::Error as E;
@@ -117,8 +118,8 @@ pub fn put_error(repo: &str, path: &str, store_type: &str, e: object_store::Erro
             precondition_failed()
         }
         E::NotImplemented { .. } | E::NotSupported { .. } => ApiError::new(
-            StatusCode::NOT_IMPLEMENTED,
-            "not_implemented",
+            StatusCode::BAD_REQUEST,
+            "not_supported_exception",
             format!(
                 "[{repo}] repositories of type {store_type} have no atomic conditional update; If-Match on PUT needs s3, azure or gcs (If-None-Match: * works everywhere)"
             ),

@@ -155,7 +155,7 @@ macro_rules! error_responses {
 error_responses! {
     /// 400 in the document.
     BadRequest = StatusCode::BAD_REQUEST,
-        "The request is invalid: a body that does not parse or has unknown fields, a bad name, path or setting; the reason names it";
+        "The request is invalid: a body that does not parse or has unknown fields, a bad name, path or setting, or a condition the repository's storage cannot check atomically (If-Match on fs); the reason names it";
     /// 401 in the document.
     Unauthorized = StatusCode::UNAUTHORIZED,
         "No credentials, or credentials that are refused (also while the client or user is blocked after failed logins); with WWW-Authenticate when a basic domain challenges";
@@ -186,9 +186,6 @@ error_responses! {
     /// 422 in the document.
     Unverifiable = StatusCode::UNPROCESSABLE_ENTITY,
         "Stored data cannot be decrypted or failed verification (tampered, or its data key is shredded)";
-    /// 501 in the document (for conditional updates on a storage type without them).
-    NotImplemented = StatusCode::NOT_IMPLEMENTED,
-        "The repository's storage type cannot do this atomically (If-Match updates on fs)";
     /// 500 in the document.
     InternalError = StatusCode::INTERNAL_SERVER_ERROR,
         "An internal error; the detail is in the server log only";

@@ -187,6 +187,7 @@ async fn optional_client_certificates() {
     assert_eq!(v["user_name"], "alice", "{v}");
     assert_eq!(v["backend_roles"], serde_json::json!(["ops"]), "{v}");
     assert_eq!(v["roles"], serde_json::json!(["repository_read"]), "{v}");
+    assert_eq!(v["peer_certificates"], "1", "{v}");
     // The certificate's authority stops at what repository_read allows.
     let r = alice
         .put(format!("{}/_snapshot/x", s.base))
@@ -201,6 +202,7 @@ async fn optional_client_certificates() {
     let (status, v) = authinfo(&anon, &s.base, true).await.expect("request");
     assert_eq!(status, StatusCode::OK, "{v}");
     assert_eq!(v["user_name"], "admin", "{v}");
+    assert_eq!(v["peer_certificates"], "0", "{v}");
     let (status, v) = authinfo(&anon, &s.base, false).await.expect("request");
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{v}");
 

@@ -98,7 +98,7 @@ async fn exercise(n: &Node, repo: &str, updates: bool) {
         assert_eq!(r.status, StatusCode::NOT_FOUND, "{r:?}");
     } else {
         let r = req(n, Method::PUT, obj, &[("if-match", &e1)], "three").await;
-        assert_eq!(r.status, StatusCode::NOT_IMPLEMENTED, "{r:?}");
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{r:?}");
         assert!(
             r.reason().contains("type fs") && r.reason().contains("If-Match"),
             "{}",

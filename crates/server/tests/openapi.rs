@@ -106,13 +106,20 @@ fn operations_say_their_statuses_parameters_and_security() {
     for (m, p, op) in operations(&doc) {
         let id = op["operationId"].as_str().unwrap_or("?");
         let responses = op["responses"].as_object().expect("responses");
+        // Seed endpoints with no meaning here (nodesdn, allowlist, transport certificates)
+        // only ever refuse, and say so.
+        let text = format!("{} {}", op["summary"], op["description"]);
+        let unsupported = text.contains("Not supported") || text.contains("not supported");
         assert!(
-            responses.keys().any(|s| s.starts_with('2')),
+            unsupported || responses.keys().any(|s| s.starts_with('2')),
             "{m} {p}: no success status"
         );
         for (status, r) in responses {
             assert!(r["description"].as_str().is_some_and(|d| !d.is_empty()));
-            if status.starts_with('4') || status.starts_with('5') {
+            // The one error body of another shape: the audit API's 409 for a read-only field,
+            // which answers as OpenSearch does (`{"status", "reason", "invalid_keys"}`).
+            let audit_conflict = p.starts_with("/_plugins/_security/api/audit") && status == "409";
+            if (status.starts_with('4') || status.starts_with('5')) && !audit_conflict {
                 assert_eq!(
                     r["content"]["application/json"]["schema"]["$ref"],
                     "#/components/schemas/ErrorBody",

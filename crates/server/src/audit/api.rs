@@ -82,8 +82,8 @@ fn parse_body(body: Result<Bytes, BytesRejection>) -> Result<Value, ApiError> {
     tag = "security",
     responses(
         (status = 200, description = "`_readonly` and `config`", body = Object),
-        (status = 401, description = "not authenticated", body = Object),
-        (status = 403, description = "no restapi:admin/audit", body = Object),
+        (status = 401, description = "not authenticated", body = crate::error::ErrorBody),
+        (status = 403, description = "no restapi:admin/audit", body = crate::error::ErrorBody),
     )
 )]
 async fn get_audit(State(app): State<Arc<App>>, caller: Caller) -> Result<Response, ApiError> {
@@ -99,9 +99,9 @@ async fn get_audit(State(app): State<Arc<App>>, caller: Caller) -> Result<Respon
     request_body(content = AuditConfig, description = "the whole configuration"),
     responses(
         (status = 200, description = "`{\"status\":\"OK\",\"message\":\"'config' updated.\"}`", body = Object),
-        (status = 400, description = "an invalid field, named", body = Object),
-        (status = 401, description = "not authenticated", body = Object),
-        (status = 403, description = "no restapi:admin/audit", body = Object),
+        (status = 400, description = "an invalid field, named", body = crate::error::ErrorBody),
+        (status = 401, description = "not authenticated", body = crate::error::ErrorBody),
+        (status = 403, description = "no restapi:admin/audit", body = crate::error::ErrorBody),
         (status = 409, description = "a read-only field changed, or a concurrent change", body = Object),
     )
 )]
@@ -131,9 +131,9 @@ async fn put_audit_config(
     request_body(content = Object, description = "JSON Patch operations, paths such as `/config/enabled`"),
     responses(
         (status = 200, description = "`{\"status\":\"OK\",\"message\":\"Resource updated.\"}`", body = Object),
-        (status = 400, description = "not a patch, a failed operation, or an invalid field, named", body = Object),
-        (status = 401, description = "not authenticated", body = Object),
-        (status = 403, description = "no restapi:admin/audit", body = Object),
+        (status = 400, description = "not a patch, a failed operation, or an invalid field, named", body = crate::error::ErrorBody),
+        (status = 401, description = "not authenticated", body = crate::error::ErrorBody),
+        (status = 403, description = "no restapi:admin/audit", body = crate::error::ErrorBody),
         (status = 409, description = "a read-only field changed, or a concurrent change", body = Object),
     )
 )]

@@ -105,8 +105,8 @@ macro_rules! resource_handlers {
                 description = concat!("As without the trailing slash (the seed's form). Needs `", $perm, "` or a role in `restapi.roles_enabled`."),
                 responses(
                     (status = 200, description = "name → entry", body = Object),
-                    (status = 401, description = "not authenticated", body = Object),
-                    (status = 403, description = "not allowed", body = Object)))]
+                    (status = 401, description = "not authenticated", body = crate::error::ErrorBody),
+                    (status = 403, description = "not allowed", body = crate::error::ErrorBody)))]
             async fn [<get_all_ $res _slash>](State(app): State<Shared>, caller: Caller) -> ApiResult {
                 resources::get_all(&app, &caller, $kind).await
             }
@@ -117,11 +117,11 @@ macro_rules! resource_handlers {
                 request_body(content = Vec<Object>, description = "JSON Patch operations"),
                 responses(
                     (status = 200, description = "applied", body = StatusMessage),
-                    (status = 400, description = "invalid patch or result", body = Object),
-                    (status = 401, description = "not authenticated", body = Object),
-                    (status = 403, description = "not allowed, reserved or static", body = Object),
-                    (status = 404, description = "hidden entry", body = Object),
-                    (status = 409, description = "changed concurrently", body = Object)))]
+                    (status = 400, description = "invalid patch or result", body = crate::error::ErrorBody),
+                    (status = 401, description = "not authenticated", body = crate::error::ErrorBody),
+                    (status = 403, description = "not allowed, reserved or static", body = crate::error::ErrorBody),
+                    (status = 404, description = "hidden entry", body = crate::error::ErrorBody),
+                    (status = 409, description = "changed concurrently", body = crate::error::ErrorBody)))]
             async fn [<patch_all_ $res _slash>](State(app): State<Shared>, caller: Caller, Body(body): Body) -> ApiResult {
                 resources::patch_all(&app, &caller, $kind, &body).await
             }
@@ -131,8 +131,8 @@ macro_rules! resource_handlers {
                 description = concat!("Every entry but hidden ones. Needs `", $perm, "` or a role in `restapi.roles_enabled`."),
                 responses(
                     (status = 200, description = "name → entry", body = Object),
-                    (status = 401, description = "not authenticated", body = Object),
-                    (status = 403, description = "not allowed", body = Object)))]
+                    (status = 401, description = "not authenticated", body = crate::error::ErrorBody),
+                    (status = 403, description = "not allowed", body = crate::error::ErrorBody)))]
             async fn [<get_all_ $res>](State(app): State<Shared>, caller: Caller) -> ApiResult {
                 resources::get_all(&app, &caller, $kind).await
             }
@@ -143,11 +143,11 @@ macro_rules! resource_handlers {
                 request_body(content = Vec<Object>, description = "JSON Patch operations"),
                 responses(
                     (status = 200, description = "applied", body = StatusMessage),
-                    (status = 400, description = "invalid patch or result", body = Object),
-                    (status = 401, description = "not authenticated", body = Object),
-                    (status = 403, description = "not allowed, reserved or static", body = Object),
-                    (status = 404, description = "hidden entry", body = Object),
-                    (status = 409, description = "changed concurrently", body = Object)))]
+                    (status = 400, description = "invalid patch or result", body = crate::error::ErrorBody),
+                    (status = 401, description = "not authenticated", body = crate::error::ErrorBody),
+                    (status = 403, description = "not allowed, reserved or static", body = crate::error::ErrorBody),
+                    (status = 404, description = "hidden entry", body = crate::error::ErrorBody),
+                    (status = 409, description = "changed concurrently", body = crate::error::ErrorBody)))]
             async fn [<patch_all_ $res>](State(app): State<Shared>, caller: Caller, Body(body): Body) -> ApiResult {
                 resources::patch_all(&app, &caller, $kind, &body).await
             }
@@ -158,9 +158,9 @@ macro_rules! resource_handlers {
                 params(("name" = String, Path, description = "entry name")),
                 responses(
                     (status = 200, description = "name → entry", body = Object),
-                    (status = 401, description = "not authenticated", body = Object),
-                    (status = 403, description = "not allowed", body = Object),
-                    (status = 404, description = "not found or hidden", body = Object)))]
+                    (status = 401, description = "not authenticated", body = crate::error::ErrorBody),
+                    (status = 403, description = "not allowed", body = crate::error::ErrorBody),
+                    (status = 404, description = "not found or hidden", body = crate::error::ErrorBody)))]
             async fn [<get_ $res>](State(app): State<Shared>, caller: Caller, Name(name): Name) -> ApiResult {
                 resources::get_one(&app, &caller, $kind, &name).await
             }
@@ -173,11 +173,11 @@ macro_rules! resource_handlers {
                 responses(
                     (status = 200, description = "replaced", body = StatusMessage),
                     (status = 201, description = "created", body = StatusMessage),
-                    (status = 400, description = "invalid entry", body = Object),
-                    (status = 401, description = "not authenticated", body = Object),
-                    (status = 403, description = "not allowed, reserved or static", body = Object),
-                    (status = 404, description = "hidden entry", body = Object),
-                    (status = 409, description = "changed concurrently", body = Object)))]
+                    (status = 400, description = "invalid entry", body = crate::error::ErrorBody),
+                    (status = 401, description = "not authenticated", body = crate::error::ErrorBody),
+                    (status = 403, description = "not allowed, reserved or static", body = crate::error::ErrorBody),
+                    (status = 404, description = "hidden entry", body = crate::error::ErrorBody),
+                    (status = 409, description = "changed concurrently", body = crate::error::ErrorBody)))]
             async fn [<put_ $res>](State(app): State<Shared>, caller: Caller, Name(name): Name, Body(body): Body) -> ApiResult {
                 resources::put(&app, &caller, $kind, &name, &body).await
             }
@@ -188,10 +188,11 @@ macro_rules! resource_handlers {
                 params(("name" = String, Path, description = "entry name")),
                 responses(
                     (status = 200, description = "deleted", body = StatusMessage),
-                    (status = 401, description = "not authenticated", body = Object),
-                    (status = 403, description = "not allowed, reserved or static", body = Object),
-                    (status = 404, description = "not found or hidden", body = Object),
-                    (status = 409, description = "changed concurrently", body = Object)))]
+                    (status = 400, description = "an invalid name", body = crate::error::ErrorBody),
+                    (status = 401, description = "not authenticated", body = crate::error::ErrorBody),
+                    (status = 403, description = "not allowed, reserved or static", body = crate::error::ErrorBody),
+                    (status = 404, description = "not found or hidden", body = crate::error::ErrorBody),
+                    (status = 409, description = "changed concurrently", body = crate::error::ErrorBody)))]
             async fn [<delete_ $res>](State(app): State<Shared>, caller: Caller, Name(name): Name) -> ApiResult {
                 resources::delete(&app, &caller, $kind, &name).await
             }
@@ -203,11 +204,11 @@ macro_rules! resource_handlers {
                 request_body(content = Vec<Object>, description = "JSON Patch operations"),
                 responses(
                     (status = 200, description = "applied", body = StatusMessage),
-                    (status = 400, description = "invalid patch or result", body = Object),
-                    (status = 401, description = "not authenticated", body = Object),
-                    (status = 403, description = "not allowed, reserved or static", body = Object),
-                    (status = 404, description = "not found or hidden", body = Object),
-                    (status = 409, description = "changed concurrently", body = Object)))]
+                    (status = 400, description = "invalid patch or result", body = crate::error::ErrorBody),
+                    (status = 401, description = "not authenticated", body = crate::error::ErrorBody),
+                    (status = 403, description = "not allowed, reserved or static", body = crate::error::ErrorBody),
+                    (status = 404, description = "not found or hidden", body = crate::error::ErrorBody),
+                    (status = 409, description = "changed concurrently", body = crate::error::ErrorBody)))]
             async fn [<patch_ $res>](State(app): State<Shared>, caller: Caller, Name(name): Name, Body(body): Body) -> ApiResult {
                 resources::patch_one(&app, &caller, $kind, &name, &body).await
             }

@@ -53,7 +53,7 @@ fn resource_error(status: StatusCode, reason: String) -> ApiError {
 #[utoipa::path(get, path = "/_plugins/_security/api/account", tag = "security",
     responses(
         (status = 200, description = "the caller's account", body = Object),
-        (status = 401, description = "not authenticated", body = Object)))]
+        (status = 401, description = "not authenticated", body = crate::error::ErrorBody)))]
 async fn get_account(State(app): State<Shared>, caller: Caller) -> ApiResult {
     let loaded = app.loaded();
     let s = &caller.subject;
@@ -78,11 +78,11 @@ async fn get_account(State(app): State<Shared>, caller: Caller) -> ApiResult {
     request_body(content = Object, description = "current_password and password"),
     responses(
         (status = 200, description = "updated", body = StatusMessage),
-        (status = 400, description = "missing or wrong current_password, invalid body", body = Object),
-        (status = 401, description = "not authenticated", body = Object),
-        (status = 403, description = "reserved user or not an internal user", body = Object),
-        (status = 404, description = "hidden user", body = Object),
-        (status = 409, description = "changed concurrently", body = Object)))]
+        (status = 400, description = "missing or wrong current_password, invalid body", body = crate::error::ErrorBody),
+        (status = 401, description = "not authenticated", body = crate::error::ErrorBody),
+        (status = 403, description = "reserved user or not an internal user", body = crate::error::ErrorBody),
+        (status = 404, description = "hidden user", body = crate::error::ErrorBody),
+        (status = 409, description = "changed concurrently", body = crate::error::ErrorBody)))]
 async fn put_account(State(app): State<Shared>, caller: Caller, Body(body): Body) -> ApiResult {
     let v = parse_body(&body)?;
     check_object(
@@ -241,8 +241,8 @@ fn dynamic_config(c: &crate::config::Dynamic) -> Value {
 #[utoipa::path(get, path = "/_plugins/_security/api/securityconfig", tag = "security",
     responses(
         (status = 200, description = "`{\"config\": {\"dynamic\": …}}`", body = Object),
-        (status = 401, description = "not authenticated", body = Object),
-        (status = 403, description = "not allowed", body = Object)))]
+        (status = 401, description = "not authenticated", body = crate::error::ErrorBody),
+        (status = 403, description = "not allowed", body = crate::error::ErrorBody)))]
 async fn get_securityconfig(State(app): State<Shared>, caller: Caller) -> ApiResult {
     authorize(&app, &caller, Endpoint::Config, &Method::GET)?;
     Ok(axum::Json(json!({
@@ -261,25 +261,25 @@ fn modification_refused() -> ApiError {
     )
 }
 
-/// Refused: the configuration comes from each node's `config.yml`
+/// Not supported (always 403): the configuration comes from each node's `config.yml`
 /// (`restapi.allow_securityconfig_modification` can only be false). Needs
 /// `restapi:admin/config` or a role in `restapi.roles_enabled` first.
 #[utoipa::path(put, path = "/_plugins/_security/api/securityconfig/config", tag = "security",
     request_body(content = Object, description = "ignored"),
     responses(
-        (status = 401, description = "not authenticated", body = Object),
-        (status = 403, description = "modification disabled, or not allowed", body = Object)))]
+        (status = 401, description = "not authenticated", body = crate::error::ErrorBody),
+        (status = 403, description = "modification disabled, or not allowed", body = crate::error::ErrorBody)))]
 async fn put_securityconfig(State(app): State<Shared>, caller: Caller) -> ApiResult {
     authorize(&app, &caller, Endpoint::Config, &Method::PUT)?;
     Err(modification_refused())
 }
 
-/// Refused, as PUT.
+/// Not supported (always 403), as PUT.
 #[utoipa::path(patch, path = "/_plugins/_security/api/securityconfig", tag = "security",
     request_body(content = Vec<Object>, description = "ignored"),
     responses(
-        (status = 401, description = "not authenticated", body = Object),
-        (status = 403, description = "modification disabled, or not allowed", body = Object)))]
+        (status = 401, description = "not authenticated", body = crate::error::ErrorBody),
+        (status = 403, description = "modification disabled, or not allowed", body = crate::error::ErrorBody)))]
 async fn patch_securityconfig(State(app): State<Shared>, caller: Caller) -> ApiResult {
     authorize(&app, &caller, Endpoint::Config, &Method::PATCH)?;
     Err(modification_refused())
@@ -291,8 +291,8 @@ async fn patch_securityconfig(State(app): State<Shared>, caller: Caller) -> ApiR
 #[utoipa::path(delete, path = "/_plugins/_security/api/cache", tag = "security",
     responses(
         (status = 200, description = "flushed", body = StatusMessage),
-        (status = 401, description = "not authenticated", body = Object),
-        (status = 403, description = "not allowed", body = Object)))]
+        (status = 401, description = "not authenticated", body = crate::error::ErrorBody),
+        (status = 403, description = "not allowed", body = crate::error::ErrorBody)))]
 async fn flush_cache(State(app): State<Shared>, caller: Caller) -> ApiResult {
     authorize(&app, &caller, Endpoint::Cache, &Method::DELETE)?;
     app.authn.flush_cache();
@@ -371,9 +371,9 @@ fn describe_chain(pem: &[u8]) -> Result<Vec<Value>, String> {
 #[utoipa::path(get, path = "/_plugins/_security/api/ssl/certs", tag = "security",
     responses(
         (status = 200, description = "http_certificates_list, transport_certificates_list", body = Object),
-        (status = 400, description = "TLS is off", body = Object),
-        (status = 401, description = "not authenticated", body = Object),
-        (status = 403, description = "not allowed", body = Object)))]
+        (status = 400, description = "TLS is off", body = crate::error::ErrorBody),
+        (status = 401, description = "not authenticated", body = crate::error::ErrorBody),
+        (status = 403, description = "not allowed", body = crate::error::ErrorBody)))]
 async fn get_certs(State(app): State<Shared>, caller: Caller) -> ApiResult {
     authorize(&app, &caller, Endpoint::SslInfo, &Method::GET)?;
     let tls = app.config.server.tls.as_ref().ok_or_else(tls_off)?;
@@ -395,9 +395,9 @@ async fn get_certs(State(app): State<Shared>, caller: Caller) -> ApiResult {
 #[utoipa::path(put, path = "/_plugins/_security/api/ssl/http/reloadcerts", tag = "security",
     responses(
         (status = 200, description = "reloaded", body = StatusMessage),
-        (status = 400, description = "TLS is off, or the new files are unusable", body = Object),
-        (status = 401, description = "not authenticated", body = Object),
-        (status = 403, description = "not allowed", body = Object)))]
+        (status = 400, description = "TLS is off, or the new files are unusable", body = crate::error::ErrorBody),
+        (status = 401, description = "not authenticated", body = crate::error::ErrorBody),
+        (status = 403, description = "not allowed", body = crate::error::ErrorBody)))]
 async fn reload_http_certs(State(app): State<Shared>, caller: Caller) -> ApiResult {
     authorize(&app, &caller, Endpoint::SslReload, &Method::PUT)?;
     let tls = app.config.server.tls.as_ref().ok_or_else(tls_off)?;
@@ -429,9 +429,9 @@ fn no_transport(what: &str) -> ApiError {
 /// Not supported (no node-to-node transport): 400.
 #[utoipa::path(put, path = "/_plugins/_security/api/ssl/transport/reloadcerts", tag = "security",
     responses(
-        (status = 400, description = "not supported", body = Object),
-        (status = 401, description = "not authenticated", body = Object),
-        (status = 403, description = "not allowed", body = Object)))]
+        (status = 400, description = "not supported", body = crate::error::ErrorBody),
+        (status = 401, description = "not authenticated", body = crate::error::ErrorBody),
+        (status = 403, description = "not allowed", body = crate::error::ErrorBody)))]
 async fn reload_transport_certs(State(app): State<Shared>, caller: Caller) -> ApiResult {
     authorize(&app, &caller, Endpoint::SslReload, &Method::PUT)?;
     Err(no_transport("ssl/transport/reloadcerts"))
@@ -447,9 +447,9 @@ macro_rules! unsupported {
                     description = "Not supported by encrypt-repo: answers 400 saying so.",
                     params $params,
                     responses(
-                        (status = 400, description = "not supported", body = Object),
-                        (status = 401, description = "not authenticated", body = Object),
-                        (status = 403, description = "not allowed", body = Object)))]
+                        (status = 400, description = "not supported", body = crate::error::ErrorBody),
+                        (status = 401, description = "not authenticated", body = crate::error::ErrorBody),
+                        (status = 403, description = "not allowed", body = crate::error::ErrorBody)))]
                 async fn [<$method _ $name>](State(app): State<Shared>, caller: Caller) -> ApiResult {
                     authorize(&app, &caller, $endpoint, &$m)?;
                     Err($error)
