@@ -68,7 +68,7 @@ pub fn routes() -> OpenApiRouter<Shared> {
         .merge(crate::audit::api::routes())
 }
 
-/// The router of a node: [`routes`] with the API's fallbacks for unknown paths and methods.
+/// The router of a node: [`routes()`] with the API's fallbacks for unknown paths and methods.
 pub fn router(app: Arc<App>) -> Router {
     let audited = app.clone();
     let (routes, _) = routes().split_for_parts();
