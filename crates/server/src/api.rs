@@ -118,7 +118,7 @@ where
 
 /// A small request body (JSON documents; at most axum's default 2 MB), whose rejection is an
 /// API error. Object bodies are streamed instead.
-struct RawBody(Bytes);
+pub(crate) struct RawBody(pub(crate) Bytes);
 
 impl<S: Send + Sync> FromRequest<S> for RawBody {
     type Rejection = ApiError;
@@ -576,15 +576,20 @@ async fn put_object(
         writer.put(chunk);
     }
     let result = writer.finish().await.map_err(fail)?;
+    Ok(created(&location, size, result.e_tag))
+}
+
+/// 201 for a stored object, with the storage service's entity tag when it gave one.
+fn created(location: &ObjPath, size: u64, e_tag: Option<String>) -> Response {
     let mut r = (
         StatusCode::CREATED,
         Json(json!({ "result": "created", "path": location.as_ref(), "size": size })),
     )
         .into_response();
-    if let Some(etag) = result.e_tag.and_then(|e| HeaderValue::from_str(&e).ok()) {
+    if let Some(etag) = e_tag.and_then(|e| HeaderValue::from_str(&e).ok()) {
         r.headers_mut().insert(header::ETAG, etag);
     }
-    Ok(r)
+    r
 }
 
 /// A `PUT` with `If-None-Match: *` or `If-Match`: one conditional storage request, so the
@@ -634,15 +639,7 @@ async fn put_object_conditional(
         .put_opts(location, body.into(), opts)
         .await
         .map_err(fail)?;
-    let mut r = (
-        StatusCode::CREATED,
-        Json(json!({ "result": "created", "path": location.as_ref(), "size": size })),
-    )
-        .into_response();
-    if let Some(etag) = result.e_tag.and_then(|e| HeaderValue::from_str(&e).ok()) {
-        r.headers_mut().insert(header::ETAG, etag);
-    }
-    Ok(r)
+    Ok(created(location, size as u64, result.e_tag))
 }
 
 /// A `GET`/`HEAD` whose `If-None-Match` matched: 304 with the entity tag.

@@ -26,10 +26,9 @@ mod validate;
 
 use std::sync::Arc;
 
-use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
+use axum::extract::{FromRequestParts, Path, State};
 use axum::http::{StatusCode, request::Parts};
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
 use serde::Serialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -82,18 +81,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Name {
 }
 
 /// A request body (axum's 2 MB limit), rejections in the API's shape.
-struct Body(Bytes);
-
-impl<S: Send + Sync> FromRequest<S> for Body {
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        Bytes::from_request(req, state)
-            .await
-            .map(Self)
-            .map_err(|e| ApiError::new(e.status(), "illegal_argument_exception", e.body_text()))
-    }
-}
+use crate::api::RawBody as Body;
 
 /// Handlers of one resource type: GET/PATCH on the collection, GET/PUT/DELETE/PATCH on one
 /// entry.
