@@ -188,7 +188,8 @@ impl FromRequestParts<Shared> for Caller {
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0.ip());
-        let client = app.authn.client_ip(peer, &parts.headers);
+        let authn = app.authn();
+        let client = authn.client_ip(peer, &parts.headers);
         let model = app.loaded().model.clone();
         let tls = parts
             .extensions
@@ -198,8 +199,7 @@ impl FromRequestParts<Shared> for Caller {
             .as_ref()
             .and_then(|t| t.peer_certificates.first())
             .map(Vec::as_slice);
-        let subject = app
-            .authn
+        let subject = authn
             .authenticate_with_cert(&model, &parts.headers, parts.uri.query(), client, cert)
             .await
             .inspect_err(|_| crate::audit::on_failed_login(&parts.headers))?;

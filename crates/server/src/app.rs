@@ -15,8 +15,8 @@ use crate::config::ServerConfig;
 use crate::error::{ApiError, Error, Result};
 use crate::security::{InternalUser, RoleMapping, SecurityData, SecurityModel};
 use crate::state::{
-    REPOSITORIES_DOC, RegistrationSet, Registrations, SECURITY_DOC, SystemStore, Versioned,
-    WriteError, registration_doc,
+    REPOSITORIES_DOC, RegistrationSet, Registrations, SECURITY_DOC, SECURITYCONFIG_DOC,
+    SystemStore, Versioned, WriteError, registration_doc,
 };
 
 /// Environment variable with the admin password for the first start.
@@ -37,23 +37,61 @@ pub struct Loaded {
     pub registrations: RegistrationSet,
 }
 
+/// The `config.dynamic` a node runs with and the authentication chain built from it.
+///
+/// Until a `securityconfig` PUT or PATCH stores a document in the system repository, that is
+/// the node's own `config.yml`; afterwards every node sharing the system repository runs with
+/// the stored document (its `server` and `restapi` sections stay each node's own).
+#[derive(Debug)]
+pub struct Runtime {
+    /// Generation of the stored `securityconfig` document in force (0: none stored).
+    pub generation: u64,
+    /// The configuration in force: this node's file with the stored `config.dynamic`, if any.
+    pub config: Arc<ServerConfig>,
+    /// The authentication chain of that configuration.
+    pub authn: Arc<Authenticator>,
+}
+
+impl Runtime {
+    /// The runtime of a stored document (`None`: the file's own `config.dynamic`).
+    fn build(
+        file: &ServerConfig,
+        stored: &Versioned<Option<serde_json::Value>>,
+        previous: Option<&Self>,
+    ) -> Result<Self> {
+        let config = match &stored.value {
+            None => file.clone(),
+            Some(v) => file.with_dynamic(crate::config::Dynamic::from_json(v.clone())?)?,
+        };
+        let authn = match previous {
+            Some(p) => Authenticator::rebuilt(&config, &p.authn, &p.config)?,
+            None => Authenticator::new(&config)?,
+        };
+        Ok(Self {
+            generation: stored.generation,
+            config: Arc::new(config),
+            authn: Arc::new(authn),
+        })
+    }
+}
+
 /// An opened repository and the request it was opened with.
 type Opened = (RegistrationRequest, Arc<EncryptedStore<Backend>>);
 
 /// One node's state.
 #[derive(Debug)]
 pub struct App {
-    /// The configuration.
+    /// The configuration as read from the node's file (for `config.dynamic`, which a stored
+    /// `securityconfig` document may replace, see [`App::runtime`]).
     pub config: Arc<ServerConfig>,
     /// The key providers.
     pub registry: Arc<ProviderRegistry>,
     /// The system repository.
     pub system: SystemStore,
-    /// The authentication chain.
-    pub authn: Authenticator,
     /// The audit log.
     pub audit: Arc<crate::audit::Auditor>,
     loaded: RwLock<Arc<Loaded>>,
+    runtime: RwLock<Arc<Runtime>>,
     opened: Mutex<HashMap<String, Opened>>,
     /// The served TLS configuration, once `serve` listens with TLS (for `ssl/http/reloadcerts`).
     pub tls: std::sync::OnceLock<axum_server::tls_rustls::RustlsConfig>,
@@ -107,7 +145,9 @@ impl App {
         admin_password: impl FnOnce() -> Result<zeroize::Zeroizing<String>>,
     ) -> Result<Arc<Self>> {
         config.validate()?;
-        let authn = Authenticator::new(&config)?;
+        // The file's own authentication configuration must be usable even when a stored one
+        // replaces it: it is what the node falls back to if the stored one goes.
+        Authenticator::new(&config)?;
         let system = SystemStore::open(&config.server.system_repository, &registry).await?;
         let security: Versioned<SecurityData> =
             system.read(SECURITY_DOC).await.map_err(store_err)?;
@@ -141,16 +181,30 @@ impl App {
         }
         Self::split_registrations(&system).await?;
         let loaded = Self::read_state(&system).await?;
-        let jwt_headers = crate::audit::jwt_headers(&config);
+        let stored: Versioned<Option<serde_json::Value>> =
+            system.read(SECURITYCONFIG_DOC).await.map_err(store_err)?;
+        let runtime = Runtime::build(&config, &stored, None).map_err(|e| {
+            Error::Config(format!(
+                "the security configuration stored through the REST API (state/{SECURITYCONFIG_DOC} generation {}) cannot run on this node: {e}",
+                stored.generation
+            ))
+        })?;
+        if stored.value.is_some() {
+            tracing::info!(
+                generation = stored.generation,
+                "config.dynamic comes from the system repository (changed through the securityconfig API), not from config.yml"
+            );
+        }
+        let jwt_headers = crate::audit::jwt_headers(&runtime.config);
         let audit =
             crate::audit::Auditor::start(&config.server.audit, &system, jwt_headers).await?;
         Ok(Arc::new(Self {
             config: Arc::new(config),
             registry: Arc::new(registry),
             system,
-            authn,
             audit,
             loaded: RwLock::new(Arc::new(loaded)),
+            runtime: RwLock::new(Arc::new(runtime)),
             opened: Mutex::default(),
             tls: std::sync::OnceLock::new(),
         }))
@@ -224,6 +278,93 @@ impl App {
         let fresh = Self::read_state(&self.system).await?;
         self.install(fresh);
         self.audit.reload(&self.system).await;
+        let stored: Versioned<Option<serde_json::Value>> = self
+            .system
+            .read(SECURITYCONFIG_DOC)
+            .await
+            .map_err(store_err)?;
+        if stored.generation > self.runtime().generation {
+            let built = Runtime::build(&self.config, &stored, Some(&self.runtime()));
+            match built {
+                Ok(r) => self.install_runtime(r),
+                // Keep authenticating as before, and say so at every reload until fixed.
+                Err(e) => tracing::error!(
+                    generation = stored.generation,
+                    error = %e,
+                    "the stored security configuration cannot run on this node; keeping the previous one"
+                ),
+            }
+        }
+        Ok(())
+    }
+
+    /// The `config.dynamic` in force and its authentication chain.
+    #[must_use]
+    pub fn runtime(&self) -> Arc<Runtime> {
+        self.runtime
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The authentication chain in force.
+    #[must_use]
+    pub fn authn(&self) -> Arc<Authenticator> {
+        self.runtime().authn.clone()
+    }
+
+    fn install_runtime(&self, fresh: Runtime) {
+        let mut cur = self
+            .runtime
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Never go back to an older generation (a slow reload racing a write).
+        if fresh.generation > cur.generation {
+            self.audit
+                .set_jwt_headers(crate::audit::jwt_headers(&fresh.config));
+            *cur = Arc::new(fresh);
+        }
+    }
+
+    /// Stores `dynamic` as the `config.dynamic` of every node sharing the system repository,
+    /// as the generation after `base` (the one it was read at), and runs with it at once.
+    ///
+    /// # Errors
+    /// 400 naming the key when `dynamic` is invalid or cannot run on this node (a `clientcert`
+    /// domain without `server.tls`); 409 when another change came first; 500 for storage.
+    pub async fn write_securityconfig(
+        &self,
+        base: u64,
+        dynamic: serde_json::Value,
+    ) -> Result<(), ApiError> {
+        let previous = self.runtime();
+        let stored = Versioned {
+            generation: base + 1,
+            value: Some(dynamic),
+        };
+        let runtime = Runtime::build(&self.config, &stored, Some(&previous))
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        // Stored normalised (defaults filled in), so what GET shows is what runs.
+        let normalised = runtime.config.config.dynamic.to_json();
+        match self
+            .system
+            .write(SECURITYCONFIG_DOC, base, &Some(&normalised))
+            .await
+        {
+            Ok(_) => {}
+            Err(WriteError::Conflict) => {
+                return Err(ApiError::conflict(
+                    "the security configuration (securityconfig)",
+                ));
+            }
+            Err(e) => return Err(ApiError::internal(&e)),
+        }
+        self.audit.config_changed(
+            SECURITYCONFIG_DOC,
+            &crate::secapi::redacted(&previous.config.config.dynamic.to_json()),
+            &crate::secapi::redacted(&normalised),
+        );
+        self.install_runtime(runtime);
         Ok(())
     }
 
@@ -362,8 +503,9 @@ impl App {
         Ok(store)
     }
 
-    /// Drops the unwrapped data keys of every opened repository (zeroized); the next read asks
-    /// the key provider again. Returns how many repositories were flushed.
+    /// Drops the unwrapped data keys of every opened repository and of the system repository
+    /// (zeroized); the next read asks the key provider again. Returns how many repositories
+    /// were flushed, the system repository not counted.
     pub async fn flush_key_caches(&self) -> usize {
         let stores: Vec<_> = self
             .opened
@@ -375,6 +517,7 @@ impl App {
         for s in &stores {
             s.repository().flush_caches().await;
         }
+        self.system.encrypted().repository().flush_caches().await;
         stores.len()
     }
 

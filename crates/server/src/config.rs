@@ -45,7 +45,7 @@ use std::time::Duration;
 
 use axum::http::HeaderName;
 use encrypt_repo_store::RegistrationRequest;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
@@ -79,8 +79,10 @@ pub struct RestApiConfig {
     /// `<role>: { <ENDPOINT>: [<METHOD>, …] }`: methods an enabled role may not use.
     #[serde(default)]
     pub endpoints_disabled: BTreeMap<String, BTreeMap<String, Vec<String>>>,
-    /// PUT and PATCH of `securityconfig`. Only `false` (the default) is accepted: the dynamic
-    /// configuration is read from each node's own `config.yml`.
+    /// PUT and PATCH of `securityconfig` (default false). When a node accepts one, the new
+    /// `config.dynamic` is stored in the system repository and every node sharing it runs with
+    /// that document instead of its own `config.yml`'s, from its next reload on (see
+    /// [`ServerConfig::with_dynamic`]).
     #[serde(default)]
     pub allow_securityconfig_modification: bool,
 }
@@ -128,12 +130,6 @@ impl RestApiConfig {
                 }
             }
         }
-        if self.allow_securityconfig_modification {
-            return bad(
-                "restapi.allow_securityconfig_modification".into(),
-                "true is not supported: the dynamic configuration is read from each node's config.yml; change it there and restart",
-            );
-        }
         Ok(())
     }
 }
@@ -158,7 +154,7 @@ pub struct SecurityConfig {
 }
 
 /// `config.dynamic`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Dynamic {
     /// `http`: anonymous authentication and the proxy header.
@@ -181,8 +177,32 @@ pub struct Dynamic {
     pub description: Option<String>,
 }
 
+impl Dynamic {
+    /// Reads `config.dynamic` from JSON (a `securityconfig` request or stored document).
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the key at fault (`config.dynamic.authc.jwt.order: …`).
+    pub fn from_json(value: serde_json::Value) -> Result<Self> {
+        serde_path_to_error::deserialize(value).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner().to_string();
+            if path == "." || path.is_empty() {
+                Error::Config(format!("config.dynamic: {inner}"))
+            } else {
+                Error::Config(format!("config.dynamic.{path}: {inner}"))
+            }
+        })
+    }
+
+    /// This section as JSON, the shape [`Dynamic::from_json`] reads.
+    #[must_use]
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
+    }
+}
+
 /// `config.dynamic.http`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpSection {
     /// Requests without credentials run as the anonymous user (backend role
@@ -195,7 +215,7 @@ pub struct HttpSection {
 }
 
 /// `config.dynamic.http.xff`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct XffConfig {
     /// Whether the remote-IP header is looked at at all.
@@ -232,7 +252,7 @@ fn default_remote_ip_header() -> String {
 }
 
 /// An authentication domain (`config.dynamic.authc.<name>`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthcDomain {
     /// For people.
@@ -258,7 +278,7 @@ fn yes() -> bool {
 }
 
 /// `http_authenticator`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpAuthenticator {
     /// `basic`, `jwt` or `clientcert` (`kerberos`, `saml`, `openid`, `proxy` are refused).
@@ -273,7 +293,7 @@ pub struct HttpAuthenticator {
 }
 
 /// `authentication_backend`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthenticationBackend {
     /// `intern`/`internal` (the internal user database) or `noop`; `ldap` is refused.
@@ -285,7 +305,7 @@ pub struct AuthenticationBackend {
 }
 
 /// An authorization domain (`config.dynamic.authz.<name>`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthzDomain {
     /// For people.
@@ -550,6 +570,19 @@ impl ServerConfig {
         Duration::from_secs(self.server.reload_interval_seconds)
     }
 
+    /// This configuration with `config.dynamic` replaced by `dynamic` (a document stored
+    /// through the `securityconfig` API), validated as a whole: a `clientcert` domain, for
+    /// instance, needs this node's `server.tls`.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the key at fault.
+    pub fn with_dynamic(&self, dynamic: Dynamic) -> Result<Self> {
+        let mut c = self.clone();
+        c.config.dynamic = dynamic;
+        c.validate()?;
+        Ok(c)
+    }
+
     /// HTTP-enabled authentication domains in the order they are tried.
     #[must_use]
     pub fn domains(&self) -> Vec<(&str, &AuthcDomain)> {
@@ -648,6 +681,11 @@ server:
         let c = ServerConfig::from_yaml(text).expect("config.example.yml is valid");
         assert_eq!(c.server.listen, default_listen());
         assert_eq!(c.domains().len(), 1, "jwt is there but off");
+        // What the securityconfig API shows and stores reads back as the same configuration.
+        let json = c.config.dynamic.to_json();
+        let again = Dynamic::from_json(json.clone()).expect("round trip");
+        assert_eq!(again.to_json(), json);
+        assert!(json["authc"]["jwt_auth_domain"]["http_authenticator"]["config"].is_object());
     }
 
     #[test]
@@ -743,11 +781,9 @@ server:
         );
         let e = err(&with("  roles_enabled: [\"\"]\n"));
         assert!(e.contains("restapi.roles_enabled[0]"), "{e}");
-        let e = err(&with("  allow_securityconfig_modification: true\n"));
-        assert!(
-            e.contains("restapi.allow_securityconfig_modification"),
-            "{e}"
-        );
+        let ok = ServerConfig::from_yaml(&with("  allow_securityconfig_modification: true\n"))
+            .expect("allowed");
+        assert!(ok.restapi.allow_securityconfig_modification);
         let e = err(&with("  roles_enable: []\n"));
         assert!(e.contains("restapi") && e.contains("roles_enable"), "{e}");
     }

@@ -38,6 +38,9 @@ pub const KEEP_GENERATIONS: u64 = 8;
 pub const SECURITY_DOC: &str = "security";
 /// The single registrations document (name → request) of earlier versions, split at start.
 pub const REPOSITORIES_DOC: &str = "repositories";
+/// The `config.dynamic` stored through the `securityconfig` API (`null`/absent: each node's
+/// `config.yml`; see [`crate::app::Runtime`]).
+pub const SECURITYCONFIG_DOC: &str = "securityconfig";
 /// The audit configuration document (see [`crate::audit::config`]).
 pub const AUDIT_DOC: &str = "audit";
 /// The parent of the per-repository registration documents.

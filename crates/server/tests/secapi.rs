@@ -436,7 +436,7 @@ async fn wrong_current_passwords_count_as_failed_logins() {
     }
     // Blocked now (the client address reached its limit; a successful basic login resets only
     // the user's count): the next login from that address is refused.
-    n.app.authn.flush_cache();
+    n.app.authn().flush_cache();
     let r = n.call(Method::GET, &url("account"), alice, &[], "").await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{r:?}");
 }
@@ -1387,24 +1387,24 @@ async fn cache_flush_makes_the_next_request_verify_the_password_and_unwrap_keys_
         (r.status, &r.body[..]),
         (StatusCode::OK, &b"secret data"[..])
     );
-    let (v1, k1) = (n.app.authn.password_verifications(), count(&calls));
+    let (v1, k1) = (n.app.authn().password_verifications(), count(&calls));
     let r = get().await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(
-        (n.app.authn.password_verifications(), count(&calls)),
+        (n.app.authn().password_verifications(), count(&calls)),
         (v1, k1),
         "a second request uses the remembered verification and the cached data key"
     );
     let r = n.admin(Method::DELETE, &url("cache"), "").await;
     status_body(&r, StatusCode::OK, "OK", "Cache flushed successfully.");
-    let v2 = n.app.authn.password_verifications();
+    let v2 = n.app.authn().password_verifications();
     let r = get().await;
     assert_eq!(
         (r.status, &r.body[..]),
         (StatusCode::OK, &b"secret data"[..])
     );
     assert_eq!(
-        n.app.authn.password_verifications(),
+        n.app.authn().password_verifications(),
         v2 + 1,
         "the password was verified again"
     );
@@ -1413,6 +1413,34 @@ async fn cache_flush_makes_the_next_request_verify_the_password_and_unwrap_keys_
         "the data key was unwrapped again ({} calls before, {} after)",
         k1,
         count(&calls)
+    );
+}
+
+#[tokio::test]
+async fn cache_flush_also_drops_the_system_repositorys_data_keys() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys = dir.path().join("keys");
+    std::fs::create_dir_all(&keys).expect("keys dir");
+    // The system repository itself behind the counting key provider.
+    let (crypto, calls) = counting_provider(&keys);
+    let yaml = config_yaml(dir.path(), 3600, "");
+    let start = yaml.find("    crypto_settings:").expect("crypto_settings");
+    let yaml = format!("{}    crypto_settings: {crypto}\n", &yaml[..start]);
+    let n = node_in(dir.path(), &yaml).await;
+    n.app.reload().await.expect("reload");
+    let before = count(&calls);
+    n.app.reload().await.expect("reload");
+    assert_eq!(
+        count(&calls),
+        before,
+        "a reload reads with cached data keys"
+    );
+    let r = n.admin(Method::DELETE, &url("cache"), "").await;
+    status_body(&r, StatusCode::OK, "OK", "Cache flushed successfully.");
+    n.app.reload().await.expect("reload");
+    assert!(
+        count(&calls) > before,
+        "after the flush the system repository's documents need the key provider again"
     );
 }
 

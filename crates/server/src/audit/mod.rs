@@ -309,7 +309,7 @@ pub struct Auditor {
     requests: AtomicU64,
     process: u32,
     locks: Mutex<HashMap<String, bool>>,
-    jwt_headers: Vec<String>,
+    jwt_headers: RwLock<Vec<String>>,
 }
 
 fn store_err(e: WriteError) -> Error {
@@ -350,11 +350,16 @@ impl Auditor {
             requests: AtomicU64::new(0),
             process: u32::from_be_bytes(r),
             locks: Mutex::default(),
-            jwt_headers: jwt_headers
-                .into_iter()
-                .map(|h| h.to_ascii_lowercase())
-                .collect(),
+            jwt_headers: RwLock::new(lowercase(jwt_headers)),
         }))
+    }
+
+    /// Replaces the JWT header names kept out of the log (the `securityconfig` changed).
+    pub fn set_jwt_headers(&self, headers: Vec<String>) {
+        *self
+            .jwt_headers
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = lowercase(headers);
     }
 
     /// This node's id.
@@ -560,8 +565,21 @@ impl Auditor {
         const WORDS: [&str; 7] = [
             "auth", "cookie", "token", "secret", "key", "password", "jwt",
         ];
-        WORDS.iter().any(|w| name.contains(w)) || self.jwt_headers.iter().any(|h| h == name)
+        WORDS.iter().any(|w| name.contains(w))
+            || self
+                .jwt_headers
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .iter()
+                .any(|h| h == name)
     }
+}
+
+fn lowercase(headers: Vec<String>) -> Vec<String> {
+    headers
+        .into_iter()
+        .map(|h| h.to_ascii_lowercase())
+        .collect()
 }
 
 /// The `jwt_header` names of the configured JWT domains: never logged.
@@ -733,11 +751,12 @@ fn bad_headers(app: &App, peer: Option<IpAddr>, headers: &HeaderMap) -> Vec<Stri
     if bad.is_empty() && crate::authn::basic_credentials(headers).is_err() {
         bad.push("malformed Basic credentials".into());
     }
-    let xff = &app.config.config.dynamic.http.xff;
+    let runtime = app.runtime();
+    let xff = &runtime.config.config.dynamic.http.xff;
     if xff.enabled
         && let Some(p) = peer
         && headers.contains_key(xff.remote_ip_header.as_str())
-        && app.authn.client_ip(Some(p), headers) == Some(p.to_canonical())
+        && runtime.authn.client_ip(Some(p), headers) == Some(p.to_canonical())
     {
         bad.push(format!(
             "{} header from {} which is not a trusted proxy",
@@ -761,7 +780,7 @@ pub async fn middleware(State(app): State<Arc<App>>, req: Request, next: Next) -
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
     let headers = req.headers();
-    let remote = app.authn.client_ip(peer, headers);
+    let remote = app.authn().client_ip(peer, headers);
     let bad = bad_headers(&app, peer, headers);
     let kept: BTreeMap<String, String> = headers
         .iter()

@@ -245,6 +245,31 @@ impl Authenticator {
         })
     }
 
+    /// The chain of `config`'s domains (a changed `config.dynamic`), keeping what `previous`
+    /// learnt: remembered password verifications (each is tied to the user's stored hash, not
+    /// to the configuration), the bound on concurrent verifications, and — unless
+    /// `config.dynamic.auth_failure_listeners` changed — the failed-login counts and blocks,
+    /// so changing the configuration does not unblock a client guessing passwords.
+    ///
+    /// # Errors
+    /// As [`Authenticator::new`].
+    pub fn rebuilt(
+        config: &ServerConfig,
+        previous: &Self,
+        previous_config: &ServerConfig,
+    ) -> Result<Self> {
+        let mut next = Self::new(config)?;
+        next.verified = previous.verified.clone();
+        next.hashing = previous.hashing.clone();
+        next.verifications = previous.verifications.clone();
+        if config.config.dynamic.auth_failure_listeners
+            == previous_config.config.dynamic.auth_failure_listeners
+        {
+            next.limiter = previous.limiter.clone();
+        }
+        Ok(next)
+    }
+
     /// Forgets every remembered password verification (`DELETE …/api/cache`): the next
     /// request of each user verifies its password again.
     pub fn flush_cache(&self) {

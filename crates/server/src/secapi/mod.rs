@@ -9,7 +9,7 @@
 //! | `roles[/{name}]` | GET, PUT, DELETE, PATCH | `restapi:admin/roles` |
 //! | `rolesmapping[/{name}]` | GET, PUT, DELETE, PATCH | `restapi:admin/rolesmapping` |
 //! | `tenants[/{name}]` | GET, PUT, DELETE, PATCH | `restapi:admin/tenants` |
-//! | `securityconfig` | GET (PUT, PATCH refused) | `restapi:admin/config` |
+//! | `securityconfig` | GET; PUT, PATCH with `restapi.allow_securityconfig_modification` | `restapi:admin/config` |
 //! | `cache` | DELETE | `restapi:admin/cache` |
 //! | `ssl/certs` | GET | `restapi:admin/ssl/certs/info` |
 //! | `ssl/http/reloadcerts` | PUT | `restapi:admin/ssl/certs/reload` |
@@ -37,6 +37,8 @@ use crate::api::Caller;
 use crate::app::App;
 use crate::error::ApiError;
 use resources::Kind;
+
+pub(crate) use other::redacted;
 
 type Shared = Arc<App>;
 type ApiResult<T = Response> = Result<T, ApiError>;

@@ -4,7 +4,7 @@
 use axum::extract::State;
 use axum::http::{Method, StatusCode};
 use axum::response::IntoResponse;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -12,6 +12,7 @@ use super::access::{Endpoint, authorize};
 use super::validate::{Ty, check_object, parse_body};
 use super::{ApiResult, Body, Shared, StatusMessage, status_message};
 use crate::api::Caller;
+use crate::app::App;
 use crate::error::ApiError;
 
 pub(super) fn routes() -> OpenApiRouter<Shared> {
@@ -126,7 +127,7 @@ async fn put_account(State(app): State<Shared>, caller: Caller, Body(body): Body
         ));
     }
     let stored = user.hash.clone();
-    let (authn, client, who) = (app.authn.clone(), caller.subject.remote_ip, name.clone());
+    let (authn, client, who) = (app.authn(), caller.subject.remote_ip, name.clone());
     // Under the failed-login limits: a caller authenticated some other way (a token naming an
     // internal user) cannot use this to guess the password.
     let hash = tokio::task::spawn_blocking(move || {
@@ -157,87 +158,63 @@ fn secret_key(k: &str) -> bool {
             .any(|s| k.contains(s))
 }
 
-fn redact(v: &Value) -> Value {
+/// What `securityconfig` shows in place of a secret; sent back in a PUT or PATCH, it keeps the
+/// stored secret.
+const REDACTED: &str = "<redacted>";
+
+/// `v` with every secret setting's value replaced by `"<redacted>"`.
+pub(crate) fn redacted(v: &Value) -> Value {
     match v {
         Value::Object(m) => Value::Object(
             m.iter()
                 .map(|(k, x)| {
                     let x = if secret_key(k) && !x.is_null() {
-                        Value::String("<redacted>".into())
+                        Value::String(REDACTED.into())
                     } else {
-                        redact(x)
+                        redacted(x)
                     };
                     (k.clone(), x)
                 })
                 .collect(),
         ),
-        Value::Array(a) => Value::Array(a.iter().map(redact).collect()),
+        Value::Array(a) => Value::Array(a.iter().map(redacted).collect()),
         other => other.clone(),
     }
 }
 
-fn dynamic_config(c: &crate::config::Dynamic) -> Value {
-    let authc: Map<String, Value> = c
-        .authc
-        .iter()
-        .map(|(name, d)| {
-            (
-                name.clone(),
-                json!({
-                    "description": d.description,
-                    "http_enabled": d.http_enabled,
-                    "transport_enabled": d.transport_enabled,
-                    "order": d.order,
-                    "http_authenticator": {
-                        "type": d.http_authenticator.kind,
-                        "challenge": d.http_authenticator.challenge,
-                        "config": redact(&d.http_authenticator.config),
-                    },
-                    "authentication_backend": {
-                        "type": d.authentication_backend.kind,
-                        "config": redact(&d.authentication_backend.config),
-                    },
-                }),
-            )
-        })
-        .collect();
-    let authz: Map<String, Value> = c
-        .authz
-        .iter()
-        .map(|(name, d)| {
-            (
-                name.clone(),
-                json!({
-                    "description": d.description,
-                    "http_enabled": d.http_enabled,
-                    "transport_enabled": d.transport_enabled,
-                    "authorization_backend": {
-                        "type": d.authorization_backend.kind,
-                        "config": redact(&d.authorization_backend.config),
-                    },
-                }),
-            )
-        })
-        .collect();
-    let xff = &c.http.xff;
-    json!({
-        "http": {
-            "anonymous_auth_enabled": c.http.anonymous_auth_enabled,
-            "xff": {
-                "enabled": xff.enabled,
-                "internalProxies": xff.internal_proxies,
-                "remoteIpHeader": xff.remote_ip_header,
-            },
-        },
-        "authc": authc,
-        "authz": authz,
-        "auth_failure_listeners": redact(&Value::Object(c.auth_failure_listeners.clone().into_iter().collect())),
-    })
+/// Puts the stored secret back wherever `new` holds `"<redacted>"` for a secret setting (a GET
+/// edited and sent back). `place` is the JSON pointer of `new`, for the error.
+fn restore_secrets(new: &mut Value, old: Option<&Value>, place: &str) -> Result<(), ApiError> {
+    match new {
+        Value::Object(m) => {
+            for (k, x) in m.iter_mut() {
+                let here = format!("{place}/{k}");
+                let before = old.and_then(|o| o.get(k));
+                if secret_key(k) && x.as_str() == Some(REDACTED) {
+                    *x = before.filter(|b| !b.is_null()).cloned().ok_or_else(|| {
+                        ApiError::bad_request(format!(
+                            "'{here}': \"{REDACTED}\" stands for the stored secret, and none is stored here; send the value"
+                        ))
+                    })?;
+                } else {
+                    restore_secrets(x, before, &here)?;
+                }
+            }
+            Ok(())
+        }
+        Value::Array(a) => {
+            for (i, x) in a.iter_mut().enumerate() {
+                restore_secrets(x, old.and_then(|o| o.get(i)), &format!("{place}/{i}"))?;
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
 }
 
-/// The dynamic configuration this node runs with (`config.dynamic` of its `config.yml`), with
-/// secrets such as JWT signing keys redacted. Needs `restapi:admin/config` or a role in
-/// `restapi.roles_enabled`.
+/// The `config.dynamic` this node runs with — its `config.yml`'s, or the one stored through
+/// this API — with secrets such as JWT signing keys shown as `"<redacted>"`. Needs
+/// `restapi:admin/config` or a role in `restapi.roles_enabled`.
 #[utoipa::path(get, path = "/_plugins/_security/api/securityconfig", tag = "security",
     responses(
         (status = 200, description = "`{\"config\": {\"dynamic\": …}}`", body = Object),
@@ -245,44 +222,137 @@ fn dynamic_config(c: &crate::config::Dynamic) -> Value {
         (status = 403, description = "not allowed", body = crate::error::ErrorBody)))]
 async fn get_securityconfig(State(app): State<Shared>, caller: Caller) -> ApiResult {
     authorize(&app, &caller, Endpoint::Config, &Method::GET)?;
-    Ok(axum::Json(json!({
-        "config": { "dynamic": dynamic_config(&app.config.config.dynamic) }
-    }))
-    .into_response())
+    let dynamic = app.runtime().config.config.dynamic.to_json();
+    Ok(axum::Json(json!({ "config": { "dynamic": redacted(&dynamic) } })).into_response())
 }
 
 fn modification_refused() -> ApiError {
     ApiError::new(
         StatusCode::FORBIDDEN,
         "security_exception",
-        "Modifying the security configuration through the REST API is disabled \
-         (restapi.allow_securityconfig_modification is false, the only value encrypt-repo \
-         accepts): change config.yml on each node and restart it",
+        "Modifying the security configuration through the REST API is disabled on this node \
+         (restapi.allow_securityconfig_modification is false)",
     )
 }
 
-/// Not supported (always 403): the configuration comes from each node's `config.yml`
-/// (`restapi.allow_securityconfig_modification` can only be false). Needs
-/// `restapi:admin/config` or a role in `restapi.roles_enabled` first.
-#[utoipa::path(put, path = "/_plugins/_security/api/securityconfig/config", tag = "security",
-    request_body(content = Object, description = "ignored"),
-    responses(
-        (status = 401, description = "not authenticated", body = crate::error::ErrorBody),
-        (status = 403, description = "modification disabled, or not allowed", body = crate::error::ErrorBody)))]
-async fn put_securityconfig(State(app): State<Shared>, caller: Caller) -> ApiResult {
-    authorize(&app, &caller, Endpoint::Config, &Method::PUT)?;
-    Err(modification_refused())
+/// Refuses modification unless this node allows it, then authorizes the caller.
+fn may_modify(app: &App, caller: &Caller, method: &Method) -> Result<(), ApiError> {
+    authorize(app, caller, Endpoint::Config, method)?;
+    if app.config.restapi.allow_securityconfig_modification {
+        Ok(())
+    } else {
+        Err(modification_refused())
+    }
 }
 
-/// Not supported (always 403), as PUT.
-#[utoipa::path(patch, path = "/_plugins/_security/api/securityconfig", tag = "security",
-    request_body(content = Vec<Object>, description = "ignored"),
+/// Replaces `config.dynamic` — authentication domains, anonymous access, `xff`, failed-login
+/// limits — for every node sharing the system repository: `{"dynamic": {…}}` in the shape of
+/// `config.yml`. A secret sent as `"<redacted>"` keeps the stored one. It is validated as a
+/// whole (400 naming the key), stored as the next generation of `state/securityconfig` (409
+/// if another change came first), in force on this node at once and on the others within
+/// their reload interval. Only when `restapi.allow_securityconfig_modification` is true (403
+/// otherwise); needs `restapi:admin/config` or a role in `restapi.roles_enabled`.
+#[utoipa::path(put, path = "/_plugins/_security/api/securityconfig/config", tag = "security",
+    request_body(content = Object, description = "`{\"dynamic\": {…}}`"),
     responses(
+        (status = 200, description = "updated", body = StatusMessage),
+        (status = 400, description = "invalid configuration (the key is named), invalid body", body = crate::error::ErrorBody),
         (status = 401, description = "not authenticated", body = crate::error::ErrorBody),
-        (status = 403, description = "modification disabled, or not allowed", body = crate::error::ErrorBody)))]
-async fn patch_securityconfig(State(app): State<Shared>, caller: Caller) -> ApiResult {
-    authorize(&app, &caller, Endpoint::Config, &Method::PATCH)?;
-    Err(modification_refused())
+        (status = 403, description = "modification disabled, or not allowed", body = crate::error::ErrorBody),
+        (status = 409, description = "changed concurrently", body = crate::error::ErrorBody)))]
+async fn put_securityconfig(
+    State(app): State<Shared>,
+    caller: Caller,
+    Body(body): Body,
+) -> ApiResult {
+    may_modify(&app, &caller, &Method::PUT)?;
+    let v = parse_body(&body)?;
+    let Value::Object(mut top) = v else {
+        return Err(ApiError::bad_request("'': Object expected"));
+    };
+    if let Some(k) = top.keys().find(|k| *k != "dynamic") {
+        return Err(ApiError::bad_request(format!(
+            "'{k}': unknown field (expected: dynamic)"
+        )));
+    }
+    let mut dynamic = top
+        .remove("dynamic")
+        .ok_or_else(|| ApiError::bad_request("'dynamic': required"))?;
+    if !dynamic.is_object() {
+        return Err(ApiError::bad_request("'dynamic': Object expected"));
+    }
+    let runtime = app.runtime();
+    let current = runtime.config.config.dynamic.to_json();
+    restore_secrets(&mut dynamic, Some(&current), "/dynamic")?;
+    app.write_securityconfig(runtime.generation, dynamic)
+        .await?;
+    Ok(status_message(StatusCode::OK, "'config' updated.".into()))
+}
+
+/// Changes `config.dynamic` with an RFC 6902 JSON Patch over `{"config": {"dynamic": …}}`
+/// (paths such as `/config/dynamic/http/anonymous_auth_enabled`), applied atomically, then
+/// stored and put in force as PUT does. `test`, and the `from` of `copy` and `move`, may not
+/// read a secret (400): a patch must not be a way to guess one.
+#[utoipa::path(patch, path = "/_plugins/_security/api/securityconfig", tag = "security",
+    request_body(content = Vec<Object>, description = "JSON Patch operations"),
+    responses(
+        (status = 200, description = "updated", body = StatusMessage),
+        (status = 400, description = "invalid patch or configuration, a failed operation (nothing changed)", body = crate::error::ErrorBody),
+        (status = 401, description = "not authenticated", body = crate::error::ErrorBody),
+        (status = 403, description = "modification disabled, or not allowed", body = crate::error::ErrorBody),
+        (status = 409, description = "changed concurrently", body = crate::error::ErrorBody)))]
+async fn patch_securityconfig(
+    State(app): State<Shared>,
+    caller: Caller,
+    Body(body): Body,
+) -> ApiResult {
+    may_modify(&app, &caller, &Method::PATCH)?;
+    let patch = super::resources::parse_patch(&body)?;
+    let runtime = app.runtime();
+    let current = runtime.config.config.dynamic.to_json();
+    let doc = json!({ "config": { "dynamic": current } });
+    for op in &patch.0 {
+        let read = match op {
+            json_patch::PatchOperation::Test(t) => Some(t.path.as_str()),
+            json_patch::PatchOperation::Copy(c) => Some(c.from.as_str()),
+            json_patch::PatchOperation::Move(m) => Some(m.from.as_str()),
+            _ => None,
+        };
+        // A path naming a secret, or a value holding one.
+        if let Some(path) = read
+            && (path.split('/').any(secret_key)
+                || doc.pointer(path).is_some_and(|v| redacted(v) != *v))
+        {
+            return Err(ApiError::bad_request(format!(
+                "'{path}' holds a secret: test, copy and move may not read it"
+            )));
+        }
+    }
+    let mut patched = super::resources::apply_patch(&doc, &patch)?;
+    let mut dynamic = patched
+        .pointer_mut("/config/dynamic")
+        .map(Value::take)
+        .filter(Value::is_object)
+        .ok_or_else(|| ApiError::bad_request("'/config/dynamic': Object expected"))?;
+    if let Value::Object(top) = &patched
+        && let Some(k) = top.keys().find(|k| *k != "config")
+    {
+        return Err(ApiError::bad_request(format!(
+            "'/{k}': unknown field (expected: config)"
+        )));
+    }
+    if let Some(Value::Object(c)) = patched.get("config")
+        && let Some(k) = c.keys().find(|k| *k != "dynamic")
+    {
+        return Err(ApiError::bad_request(format!(
+            "'/config/{k}': unknown field (expected: dynamic)"
+        )));
+    }
+    let current = doc.pointer("/config/dynamic");
+    restore_secrets(&mut dynamic, current, "/config/dynamic")?;
+    app.write_securityconfig(runtime.generation, dynamic)
+        .await?;
+    Ok(status_message(StatusCode::OK, "Resource updated.".into()))
 }
 
 /// Flushes this node's remembered password verifications and the unwrapped data keys of every
@@ -295,7 +365,7 @@ async fn patch_securityconfig(State(app): State<Shared>, caller: Caller) -> ApiR
         (status = 403, description = "not allowed", body = crate::error::ErrorBody)))]
 async fn flush_cache(State(app): State<Shared>, caller: Caller) -> ApiResult {
     authorize(&app, &caller, Endpoint::Cache, &Method::DELETE)?;
-    app.authn.flush_cache();
+    app.authn().flush_cache();
     let n = app.flush_key_caches().await;
     tracing::info!(
         user = %caller.subject.name,
@@ -524,7 +594,7 @@ mod tests {
 
     #[test]
     fn secrets_are_redacted() {
-        let v = redact(
+        let v = redacted(
             &json!({ "signing_key": "abc", "jwt_header": "Authorization",
             "nested": { "client_secret": "s", "roles_key": "roles" } }),
         );
@@ -532,5 +602,18 @@ mod tests {
         assert_eq!(v["nested"]["client_secret"], "<redacted>");
         assert_eq!(v["jwt_header"], "Authorization");
         assert_eq!(v["nested"]["roles_key"], "roles");
+    }
+
+    #[test]
+    fn redacted_secrets_are_restored_from_the_stored_document() {
+        let old = json!({ "a": { "signing_key": "k1", "list": [{ "password": "p" }] } });
+        let mut new = redacted(&old);
+        new["a"]["other"] = json!(1);
+        restore_secrets(&mut new, Some(&old), "").expect("restored");
+        assert_eq!(new["a"]["signing_key"], "k1");
+        assert_eq!(new["a"]["list"][0]["password"], "p");
+        let mut fresh = json!({ "b": { "signing_key": REDACTED } });
+        let e = restore_secrets(&mut fresh, Some(&old), "/dynamic").expect_err("nothing stored");
+        assert!(format!("{e:?}").contains("/dynamic/b/signing_key"), "{e:?}");
     }
 }
