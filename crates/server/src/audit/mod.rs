@@ -948,6 +948,37 @@ mod tests {
         assert!(s.contains("bob") && s.contains("/k"), "{s}");
     }
 
+    /// Producers never wait: with the sink task not running (a current-thread runtime that is
+    /// not yielded to), events beyond the queue are dropped and counted at once, and the queued
+    /// ones still arrive.
+    #[tokio::test]
+    async fn a_full_queue_drops_and_counts_without_blocking_the_producer() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let req: encrypt_repo_store::RegistrationRequest = serde_json::from_value(json!({
+            "type": "fs",
+            "settings": { "location": dir.path().join("sys").to_str().expect("utf-8") },
+            "encrypted": true,
+            "crypto_settings": { "key_provider_name": "system", "key_provider_type": "local",
+                "settings": { "key_file": dir.path().join("sys.key").to_str().expect("utf-8") } }
+        }))
+        .expect("request");
+        let system = SystemStore::open(&req, &encrypt_repo_keys::ProviderRegistry::with_builtin())
+            .await
+            .expect("system repository");
+        let settings: SinkSettings =
+            serde_json::from_value(json!({ "queue": 16, "stdout": false })).expect("settings");
+        let auditor = Auditor::start(&settings, &system, Vec::new())
+            .await
+            .expect("auditor");
+        auditor.start_capture();
+        for i in 0..20 {
+            auditor.config_changed("doc", &i, &(i + 1));
+        }
+        assert_eq!(auditor.dropped(), 4);
+        auditor.flush().await;
+        assert_eq!(auditor.captured().len(), 16);
+    }
+
     #[test]
     fn categories_round_trip_by_name() {
         assert_eq!(Category::parse("failed_login"), Some(Category::FailedLogin));

@@ -141,8 +141,15 @@ pub(super) struct Counters {
 
 impl Counters {
     pub(super) fn drop_one(&self, why: &str) {
-        let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-        if n.is_power_of_two() || n.is_multiple_of(1000) {
+        self.drop_n(1, why);
+    }
+
+    pub(super) fn drop_n(&self, count: u64, why: &str) {
+        let before = self.dropped.fetch_add(count, Ordering::Relaxed);
+        let n = before + count;
+        // Warn when the count crosses a power of two or a multiple of 1000.
+        let crossed = |f: fn(u64) -> u64| f(n) != f(before);
+        if crossed(|x| 64 - u64::from(x.leading_zeros())) || crossed(|x| x / 1000) {
             tracing::warn!(
                 dropped = n,
                 why,
@@ -274,10 +281,12 @@ impl<S: ObjectStore + ?Sized> Sink<S> {
             body.push('\n');
             self.buffer.clear();
             let day = self.day.take().unwrap_or_else(|| Utc::now().date_naive());
-            if self.pending.len() >= MAX_PENDING_BATCHES {
-                self.pending.pop_front();
+            if self.pending.len() >= MAX_PENDING_BATCHES
+                && let Some((_, oldest)) = self.pending.pop_front()
+            {
+                let events = oldest.iter().filter(|&&b| b == b'\n').count() as u64;
                 self.counters
-                    .drop_one("the system repository refuses audit objects");
+                    .drop_n(events, "the system repository refuses audit objects");
             }
             self.pending.push_back((day, Bytes::from(body)));
         }
@@ -402,4 +411,83 @@ pub fn parse_time_bound(s: &str, end: bool) -> Option<DateTime<Utc>> {
     let day = NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d").ok()?;
     let day = if end { day.succ_opt()? } else { day };
     Some(day.and_hms_opt(0, 0, 0)?.and_utc())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> SinkSettings {
+        SinkSettings {
+            node_id: Some("t".into()),
+            flush_events: 2,
+            flush_seconds: 3600,
+            queue: 16,
+            stdout: false,
+        }
+    }
+
+    async fn objects(store: &object_store::local::LocalFileSystem) -> Vec<String> {
+        let mut bodies = Vec::new();
+        let mut metas: Vec<_> = store
+            .list(Some(&Path::from(AUDIT_PREFIX)))
+            .try_collect()
+            .await
+            .expect("list");
+        metas.sort_by(|a, b| a.location.cmp(&b.location));
+        for m in metas {
+            let b = store
+                .get(&m.location)
+                .await
+                .expect("get")
+                .bytes()
+                .await
+                .expect("body");
+            bodies.push(String::from_utf8(b.to_vec()).expect("utf-8"));
+        }
+        bodies
+    }
+
+    #[tokio::test]
+    async fn a_store_refusing_objects_keeps_at_most_16_batches_then_drops_and_counts_events() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().join("system");
+        std::fs::create_dir(&root).expect("root");
+        // `audit` is a file: every object put under it fails (the repository "unreachable").
+        std::fs::write(root.join(AUDIT_PREFIX), b"").expect("blocker");
+        let store =
+            Arc::new(object_store::local::LocalFileSystem::new_with_prefix(&root).expect("store"));
+        let counters = Arc::new(Counters::default());
+        let (tx, task) = spawn(
+            store.clone(),
+            "t".into(),
+            settings(),
+            Capture::default(),
+            counters.clone(),
+        );
+        let day = Utc::now().date_naive();
+        // 40 events in batches of 2: 20 batches, 16 kept, the 4 oldest (8 events) dropped.
+        for i in 0..40 {
+            tx.send(Msg::Event(format!("{{\"n\":{i}}}"), day))
+                .await
+                .expect("sink runs");
+        }
+        let (done, wait) = oneshot::channel();
+        tx.send(Msg::Flush(done)).await.expect("sink runs");
+        wait.await.expect("flushed");
+        assert_eq!(counters.dropped.load(Ordering::Relaxed), 8);
+        // The repository is back: the kept batches are written, oldest first, nothing lost
+        // beyond the counted ones.
+        std::fs::remove_file(root.join(AUDIT_PREFIX)).expect("unblock");
+        let (done, wait) = oneshot::channel();
+        tx.send(Msg::Flush(done)).await.expect("sink runs");
+        wait.await.expect("flushed");
+        let bodies = objects(&store).await;
+        assert_eq!(bodies.len(), MAX_PENDING_BATCHES);
+        let all: String = bodies.concat();
+        let expected: String = (8..40).map(|i| format!("{{\"n\":{i}}}\n")).collect();
+        assert_eq!(all, expected);
+        drop(tx);
+        task.await.expect("sink ends when its senders go");
+    }
 }
