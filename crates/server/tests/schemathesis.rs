@@ -2,8 +2,9 @@
 //! loopback: property-based requests (the document's examples, boundary values, random
 //! fuzzing, chained calls) to the documented operations, as admin, checking that no answer is
 //! a 5xx and that every answer's status, content type, headers and body conform to the
-//! document. Bounded: examples per operation and phase, a request timeout, and a hard timeout
-//! per schemathesis process (two runs, 85 s each at most; about 50 s in all on 2 cores).
+//! document. Bounded by the number of examples per operation and phase and a request timeout
+//! (about 75 s for both runs on an idle 2-core machine); a 10-minute limit per schemathesis
+//! process only catches a hang — it is not a speed check, and a loaded machine stays under it.
 //!
 //! The node starts with one repository (`main`) holding one object (`docs/readme.txt`), the
 //! examples the document gives for the path parameters. Two runs:
@@ -29,8 +30,9 @@ use std::time::{Duration, Instant};
 use harness::{ADMIN_PASSWORD, config_yaml, start};
 use reqwest::{Client, StatusCode};
 
-/// Hard limit for one schemathesis process.
-const PROCESS_TIMEOUT: Duration = Duration::from_secs(85);
+/// Hang guard for one schemathesis process (the work is bounded by `MAX_EXAMPLES`; 85 s was
+/// exceeded once on a 2-core machine busy compiling).
+const PROCESS_TIMEOUT: Duration = Duration::from_secs(600);
 /// Test cases per operation and phase, unless `ER_SCHEMATHESIS_MAX_EXAMPLES` says otherwise.
 const MAX_EXAMPLES: &str = "50";
 
