@@ -171,6 +171,27 @@ fn put_and_get_round_trip_through_files_stdin_and_stdout() {
         .clean_error();
 }
 
+/// A file larger than `get`'s early-writeback step (32 MiB): the writeback thread runs while
+/// the file is written, and the result is still exactly the object.
+#[test]
+fn get_of_a_large_object_writes_it_exactly() {
+    let env = Env::new();
+    env.init(&[]);
+    let original = data(70 << 20, 7);
+    let src = env.file("big.bin", &original);
+    env.cmd(&["put"], &["big", src.to_str().unwrap()])
+        .run()
+        .ok();
+    let dst = env.path("big.out");
+    env.cmd(&["get"], &["big", dst.to_str().unwrap()])
+        .run()
+        .ok();
+    assert!(
+        std::fs::read(&dst).unwrap() == original,
+        "70 MiB get differs"
+    );
+}
+
 /// `get` to a terminal: refused without `-`, written with it. The terminal is a pty from
 /// util-linux `script`, which returns the child's exit code with `-e`.
 #[test]

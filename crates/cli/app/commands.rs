@@ -428,10 +428,13 @@ pub(crate) async fn get(a: &args::Get, g: &args::Global, out: &Output) -> Result
     // READ_AHEAD pieces. On any error the temporary file is dropped, and with it removed.
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(READ_AHEAD);
     let writer = tokio::task::spawn_blocking(move || {
+        let writeback = EarlyWriteback::start(tmp.as_file());
         while let Some(piece) = rx.blocking_recv() {
             tmp.write_all(&piece)
                 .with_context(|| format!("writing {}", tmp.path().display()))?;
+            writeback.wrote(piece.len());
         }
+        writeback.finish();
         // Durable before it is renamed into place: a crash never leaves a short file there.
         tmp.as_file()
             .sync_all()
@@ -467,6 +470,62 @@ pub(crate) async fn get(a: &args::Get, g: &args::Global, out: &Output) -> Result
         ),
         json!({"object": a.object, "file": target, "bytes": written}),
     ))
+}
+
+/// Starts the disk writes of a file being written while it is still being written, so the
+/// final `sync_all` of `get` waits for the last stretch only instead of the whole file: a
+/// thread calls `sync_data` on its own handle each time another [`EarlyWriteback::STEP`] bytes
+/// were written (skipped while the previous call still runs). Its errors are ignored — the
+/// final `sync_all` reports the same failures. Without a second handle, nothing happens.
+struct EarlyWriteback {
+    signal: Option<std::sync::mpsc::SyncSender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    pending: std::cell::Cell<usize>,
+}
+
+impl EarlyWriteback {
+    /// Bytes written between two early `sync_data` calls.
+    const STEP: usize = 32 << 20;
+
+    fn start(file: &std::fs::File) -> Self {
+        let spawned = file.try_clone().ok().and_then(|f| {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<()>(1);
+            std::thread::Builder::new()
+                .name("get-writeback".into())
+                .spawn(move || {
+                    while rx.recv().is_ok() {
+                        let _ = f.sync_data();
+                    }
+                })
+                .ok()
+                .map(|t| (tx, t))
+        });
+        let (signal, thread) = spawned.unzip();
+        Self {
+            signal,
+            thread,
+            pending: std::cell::Cell::new(0),
+        }
+    }
+
+    fn wrote(&self, n: usize) {
+        let pending = self.pending.get() + n;
+        if pending < Self::STEP {
+            self.pending.set(pending);
+            return;
+        }
+        self.pending.set(0);
+        if let Some(s) = &self.signal {
+            let _ = s.try_send(());
+        }
+    }
+
+    fn finish(mut self) {
+        self.signal = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 pub(crate) async fn ls(a: &args::Ls, g: &args::Global) -> Result<Done> {
