@@ -35,7 +35,7 @@ export ENCRYPT_REPO_TEST_S3_ENDPOINT ENCRYPT_REPO_TEST_AZURE_ENDPOINT AZURITE_BL
     ENCRYPT_REPO_TEST_OPENBAO_ADDR ENCRYPT_REPO_TEST_OPENBAO_TOKEN_FILE
 
 step "tests (workspace)"
-cargo test --workspace --all-targets --locked
+cargo test --workspace --all-targets --locked --no-fail-fast
 cargo test --workspace --doc --locked
 
 step "docs (broken links and missing docs denied)"
