@@ -563,17 +563,7 @@ mod tests {
     #[tokio::test]
     async fn the_single_registrations_document_is_split_once() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let sys: RegistrationRequest = serde_json::from_value(serde_json::json!({
-            "type": "fs",
-            "settings": { "location": dir.path().join("sys").to_str().expect("utf-8") },
-            "encrypted": true,
-            "crypto_settings": { "key_provider_name": "system", "key_provider_type": "local",
-                "settings": { "key_file": dir.path().join("sys.key").to_str().expect("utf-8") } }
-        }))
-        .expect("request");
-        let system = SystemStore::open(&sys, &ProviderRegistry::with_builtin())
-            .await
-            .expect("open");
+        let system = crate::state::temp_system(dir.path()).await;
         let old = Registrations::from([
             ("a".to_owned(), req("/a")),
             ("b".to_owned(), req("/b")),

@@ -309,28 +309,30 @@ impl SystemStore {
     }
 }
 
+/// A system repository in `dir/sys` with a local key in `dir/sys.key` (unit tests).
+#[cfg(test)]
+pub(crate) async fn temp_system(dir: &std::path::Path) -> SystemStore {
+    let req: RegistrationRequest = serde_json::from_value(serde_json::json!({
+        "type": "fs",
+        "settings": { "location": dir.join("sys").to_str().expect("utf-8") },
+        "encrypted": true,
+        "crypto_settings": { "key_provider_name": "system", "key_provider_type": "local",
+            "settings": { "key_file": dir.join("sys.key").to_str().expect("utf-8") } }
+    }))
+    .expect("request");
+    SystemStore::open(&req, &ProviderRegistry::with_builtin())
+        .await
+        .expect("open")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    async fn system(dir: &std::path::Path) -> SystemStore {
-        let req: RegistrationRequest = serde_json::from_value(serde_json::json!({
-            "type": "fs",
-            "settings": { "location": dir.join("sys").to_str().expect("utf-8") },
-            "encrypted": true,
-            "crypto_settings": { "key_provider_name": "system", "key_provider_type": "local",
-                "settings": { "key_file": dir.join("sys.key").to_str().expect("utf-8") } }
-        }))
-        .expect("request");
-        SystemStore::open(&req, &ProviderRegistry::with_builtin())
-            .await
-            .expect("open")
-    }
-
     #[tokio::test]
     async fn generations_conflict_and_prune() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let s = system(dir.path()).await;
+        let s = temp_system(dir.path()).await;
         let v: Versioned<BTreeMap<String, u32>> = s.read("t").await.expect("read");
         assert_eq!(v.generation, 0);
         let mut m = BTreeMap::from([("a".to_owned(), 1u32)]);

@@ -36,13 +36,7 @@ async fn audited(dir: &Path, yaml: String) -> Node {
 
 /// The events captured so far (after a flush).
 async fn events(n: &Node) -> Vec<Value> {
-    n.app.audit.flush().await;
-    n.app
-        .audit
-        .captured()
-        .iter()
-        .map(|l| serde_json::from_str(l).expect("a JSON line"))
-        .collect()
+    n.audit_events().await
 }
 
 fn of<'a>(events: &'a [Value], category: &str) -> Vec<&'a Value> {

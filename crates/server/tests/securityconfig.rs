@@ -104,16 +104,6 @@ fn assert_refused(r: &Reply, status: StatusCode, part: &str) {
     assert!(r.reason().contains(part), "{:?} lacks {part:?}", r.reason());
 }
 
-async fn audit_lines(n: &Node) -> Vec<Value> {
-    n.app.audit.flush().await;
-    n.app
-        .audit
-        .captured()
-        .iter()
-        .map(|l| serde_json::from_str(l).expect("a JSON line"))
-        .collect()
-}
-
 #[tokio::test]
 async fn a_stored_configuration_is_in_force_here_on_other_nodes_and_after_a_restart() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -159,7 +149,7 @@ async fn a_stored_configuration_is_in_force_here_on_other_nodes_and_after_a_rest
     assert_eq!(whoami(&a, &bearer).await.as_deref(), Ok("carol"));
 
     // The change is audited, without the secret.
-    let lines = audit_lines(&a).await;
+    let lines = a.audit_events().await;
     let changes: Vec<_> = lines
         .iter()
         .filter(|e| {

@@ -954,17 +954,7 @@ mod tests {
     #[tokio::test]
     async fn a_full_queue_drops_and_counts_without_blocking_the_producer() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let req: encrypt_repo_store::RegistrationRequest = serde_json::from_value(json!({
-            "type": "fs",
-            "settings": { "location": dir.path().join("sys").to_str().expect("utf-8") },
-            "encrypted": true,
-            "crypto_settings": { "key_provider_name": "system", "key_provider_type": "local",
-                "settings": { "key_file": dir.path().join("sys.key").to_str().expect("utf-8") } }
-        }))
-        .expect("request");
-        let system = SystemStore::open(&req, &encrypt_repo_keys::ProviderRegistry::with_builtin())
-            .await
-            .expect("system repository");
+        let system = crate::state::temp_system(dir.path()).await;
         let settings: SinkSettings =
             serde_json::from_value(json!({ "queue": 16, "stdout": false })).expect("settings");
         let auditor = Auditor::start(&settings, &system, Vec::new())

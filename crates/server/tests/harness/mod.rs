@@ -93,6 +93,19 @@ pub async fn node(dir: &Path) -> Node {
     node_in(dir, &config_yaml(dir, 3600, "")).await
 }
 
+impl Node {
+    /// The audit events captured so far (after a flush; `app.audit.start_capture()` first).
+    pub async fn audit_events(&self) -> Vec<Value> {
+        self.app.audit.flush().await;
+        self.app
+            .audit
+            .captured()
+            .iter()
+            .map(|l| serde_json::from_str(l).expect("a JSON line"))
+            .collect()
+    }
+}
+
 pub fn basic(user: &str, password: &str) -> String {
     format!(
         "Basic {}",
