@@ -145,8 +145,8 @@ impl App {
         admin_password: impl FnOnce() -> Result<zeroize::Zeroizing<String>>,
     ) -> Result<Arc<Self>> {
         config.validate()?;
-        // The file's own authentication configuration must be usable even when a stored one
-        // replaces it: it is what the node falls back to if the stored one goes.
+        // A broken config.yml is refused even when a stored configuration will replace its
+        // `config.dynamic`: the file is what the node runs with until one is stored.
         Authenticator::new(&config)?;
         let system = SystemStore::open(&config.server.system_repository, &registry).await?;
         let security: Versioned<SecurityData> =
