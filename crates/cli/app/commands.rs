@@ -9,7 +9,8 @@ use bytes::Bytes;
 use encrypt_repo::format::DataKeyId;
 use encrypt_repo::keys::Settings;
 use encrypt_repo::store::{
-    CryptoSettings, EncryptedStore, RegistrationRequest, Repository, RepositoryOptions, Shred,
+    BufferPool, CryptoSettings, EncryptedStore, RegistrationRequest, Repository, RepositoryOptions,
+    Shred,
 };
 use futures::{StreamExt as _, TryStreamExt as _};
 use object_store::path::Path as ObjectPath;
@@ -34,59 +35,10 @@ const READ_AHEAD: usize = 2;
 
 type Done = (String, Value);
 
-/// Read buffers that come back when the last `Bytes` over them is dropped (the upload drops a
-/// piece once it is sealed), so a long upload reuses a few buffers instead of allocating and
-/// zeroing a fresh one per piece. Holds at most [`BufferPool::KEEP`] idle buffers.
-#[derive(Debug, Clone, Default)]
-struct BufferPool(Arc<std::sync::Mutex<Vec<Vec<u8>>>>);
-
-/// A pooled buffer's first `len` bytes, returned to the pool on drop.
-struct Pooled {
-    buf: Vec<u8>,
-    len: usize,
-    pool: BufferPool,
-}
-
-impl AsRef<[u8]> for Pooled {
-    fn as_ref(&self) -> &[u8] {
-        &self.buf[..self.len]
-    }
-}
-
-impl Drop for Pooled {
-    fn drop(&mut self) {
-        let buf = std::mem::take(&mut self.buf);
-        if let Ok(mut idle) = self.pool.0.lock()
-            && idle.len() < BufferPool::KEEP
-        {
-            idle.push(buf);
-        }
-    }
-}
-
-impl BufferPool {
-    /// Enough for the pieces read ahead, being read and being sealed, and the one whose last
-    /// chunk the upload holds (by reference) until it knows whether that chunk ends the object.
-    const KEEP: usize = READ_AHEAD + 3;
-
-    /// A buffer of exactly `len` bytes (contents unspecified: the caller overwrites them).
-    fn take(&self, len: usize) -> Vec<u8> {
-        let reused = self.0.lock().ok().and_then(|mut idle| idle.pop());
-        match reused {
-            Some(b) if b.len() == len => b,
-            _ => vec![0u8; len],
-        }
-    }
-
-    /// `buf[..len]` as `Bytes` that give `buf` back to this pool when dropped.
-    fn bytes(&self, buf: Vec<u8>, len: usize) -> Bytes {
-        Bytes::from_owner(Pooled {
-            buf,
-            len,
-            pool: self.clone(),
-        })
-    }
-}
+/// Idle read buffers kept by put's pool: the pieces read ahead, being read and being sealed,
+/// and the one whose last chunk the upload holds (by reference) until it knows whether that
+/// chunk ends the object.
+const KEEP_READ_BUFFERS: usize = READ_AHEAD + 3;
 
 /// The repository's own records live under this prefix; no command reads or writes it as an
 /// object.
@@ -275,7 +227,7 @@ pub(crate) async fn put(a: &args::Put, g: &args::Global, out: &Output) -> Result
     // Reading is blocking (a file or a pipe): a thread reads up to READ_AHEAD pieces ahead, so
     // reading overlaps sealing (which runs in `put`, on the rayon pool) and writing.
     let (tx, mut rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(READ_AHEAD);
-    let pool = BufferPool::default();
+    let pool = BufferPool::new(KEEP_READ_BUFFERS);
     let reader = tokio::task::spawn_blocking(move || {
         loop {
             let mut buf = pool.take(PIECE);

@@ -9,6 +9,7 @@
 mod encrypted;
 mod error;
 mod lifecycle;
+mod pool;
 mod registration;
 mod repository;
 mod upload;
@@ -16,6 +17,7 @@ mod upload;
 pub use encrypted::{DEFAULT_PART_SIZE, EncryptedStore, MIN_PART_SIZE, StoreConfig};
 pub use error::{Error, Result};
 pub use lifecycle::{DataKeyInfo, RewrapReport, Shred, StatusWatch};
+pub use pool::BufferPool;
 pub use registration::{CryptoSettings, Registration, RegistrationRequest};
 pub use repository::{
     DEFAULT_STATUS_CHECK_INTERVAL, KeyringRecord, RESERVED_PREFIX, Registered, Repository,

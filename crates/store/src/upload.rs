@@ -1,13 +1,14 @@
 //! Streaming multipart upload: plaintext parts in, ciphertext parts of whole chunks out.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use encrypt_repo_format::{ChunkSize, Encryptor, ObjectSealer};
 use object_store::{MultipartUpload, PutPayload, PutResult, UploadPart};
 
 use crate::error::Error;
+use crate::pool::BufferPool;
 
 /// Wraps the backend's upload. Plaintext of any part size is sealed in batches (on the rayon
 /// pool) as it arrives; the ciphertext stream (header first) is cut into backend parts of
@@ -24,7 +25,7 @@ use crate::error::Error;
 ///
 /// Memory held: the part being filled, one sealed chunk aside, the encryptor's batch (only for
 /// input that arrives in pieces smaller than a chunk), one chunk of the caller's input (by
-/// reference), and up to [`PartPool::KEEP`] idle part buffers; the caller bounds how many part
+/// reference), and up to [`KEEP_PARTS`] idle part buffers; the caller bounds how many part
 /// uploads run at once by how many returned futures it polls together.
 ///
 /// Once any part has failed, `complete` refuses: an object missing a part must never be
@@ -42,7 +43,7 @@ pub(crate) struct EncryptedUpload {
     filled: usize,
     /// A sealed chunk that straddles two parts, before it is split between them.
     aside: Vec<u8>,
-    pool: PartPool,
+    pool: BufferPool,
     part_bytes: usize,
     chunk: ChunkSize,
     path: String,
@@ -59,55 +60,8 @@ impl std::fmt::Debug for EncryptedUpload {
     }
 }
 
-/// Part buffers that come back when the backend drops a part's payload.
-#[derive(Debug, Clone, Default)]
-struct PartPool(Arc<Mutex<Vec<Vec<u8>>>>);
-
-/// A pooled buffer's first `len` bytes, given back to the pool on drop.
-struct PooledPart {
-    buf: Vec<u8>,
-    len: usize,
-    pool: PartPool,
-}
-
-impl AsRef<[u8]> for PooledPart {
-    fn as_ref(&self) -> &[u8] {
-        &self.buf[..self.len]
-    }
-}
-
-impl Drop for PooledPart {
-    fn drop(&mut self) {
-        let buf = std::mem::take(&mut self.buf);
-        if let Ok(mut idle) = self.pool.0.lock()
-            && idle.len() < PartPool::KEEP
-        {
-            idle.push(buf);
-        }
-    }
-}
-
-impl PartPool {
-    /// Idle buffers kept: enough for the parts a caller typically keeps in flight.
-    const KEEP: usize = 4;
-
-    /// A buffer of exactly `len` bytes whose contents are unspecified.
-    fn take(&self, len: usize) -> Vec<u8> {
-        match self.0.lock().ok().and_then(|mut idle| idle.pop()) {
-            Some(b) if b.len() == len => b,
-            _ => vec![0; len],
-        }
-    }
-
-    /// `buf[..len]` as a payload that gives `buf` back to the pool when the backend drops it.
-    fn payload(&self, buf: Vec<u8>, len: usize) -> PutPayload {
-        PutPayload::from(Bytes::from_owner(PooledPart {
-            buf,
-            len,
-            pool: self.clone(),
-        }))
-    }
-}
+/// Idle part buffers kept: enough for the parts a caller typically keeps in flight.
+const KEEP_PARTS: usize = 4;
 
 impl EncryptedUpload {
     pub(crate) fn new(
@@ -124,7 +78,7 @@ impl EncryptedUpload {
         // batches would only make the encryptor gather (and hold) more before sealing.
         let batch = batch_chunks.min(rayon::current_num_threads()).max(1);
         let encryptor = Encryptor::new(sealer, batch);
-        let pool = PartPool::default();
+        let pool = BufferPool::new(KEEP_PARTS);
         let mut part = pool.take(part_bytes);
         let header = encryptor.header_bytes();
         part[..header.len()].copy_from_slice(header);
@@ -167,7 +121,7 @@ impl EncryptedUpload {
             return;
         }
         let buf = std::mem::take(&mut self.part);
-        let payload = self.pool.payload(buf, std::mem::take(&mut self.filled));
+        let payload = PutPayload::from(self.pool.bytes(buf, std::mem::take(&mut self.filled)));
         let upload = self.inner.put_part(payload);
         let failed = Arc::clone(&self.failed);
         parts.push(Box::pin(async move {
