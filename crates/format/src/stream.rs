@@ -633,6 +633,40 @@ mod tests {
         &[usize::MAX],
     ];
 
+    /// One combination of pool size, plaintext length, batch size and piece pattern.
+    struct Case<'a> {
+        /// The combination, for assertion messages.
+        what: String,
+        pt: &'a [u8],
+        /// `pt` sealed in one call (header and body).
+        object: &'a [u8],
+        batch: usize,
+        pattern: &'a [usize],
+    }
+
+    /// Runs `f` on every combination of [`on_pools`], [`LENS`], [`BATCHES`] and [`PATTERNS`].
+    fn each_case(f: impl Fn(&Case<'_>) + Sync) {
+        on_pools(|threads| {
+            for &len in LENS {
+                let pt = plaintext(len);
+                let object = one_shot(&pt);
+                for &batch in BATCHES {
+                    for pattern in PATTERNS {
+                        f(&Case {
+                            what: format!(
+                                "{threads} threads, len {len}, batch {batch}, {pattern:?}"
+                            ),
+                            pt: &pt,
+                            object: &object,
+                            batch,
+                            pattern,
+                        });
+                    }
+                }
+            }
+        });
+    }
+
     fn pieces<'a>(mut data: &'a [u8], pattern: &[usize]) -> Vec<&'a [u8]> {
         let mut out = Vec::new();
         for &n in pattern.iter().cycle() {
@@ -648,84 +682,68 @@ mod tests {
 
     #[test]
     fn encryptor_output_is_byte_identical_to_one_shot_sealing() {
-        on_pools(|threads| {
-            for &len in LENS {
-                let pt = plaintext(len);
-                let want = one_shot(&pt);
-                for &batch in BATCHES {
-                    for pattern in PATTERNS {
-                        let what =
-                            format!("{threads} threads, len {len}, batch {batch}, {pattern:?}");
-                        // Through `push` into a Vec.
-                        let mut enc = Encryptor::new(sealer(), batch);
-                        let mut got = enc.header_bytes().to_vec();
-                        for piece in pieces(&pt, pattern) {
-                            let before = got.len();
-                            let most = enc.max_output_len(piece.len());
-                            enc.push(piece, &mut got).unwrap();
-                            let n = got.len() - before;
-                            assert!(n <= most && n.is_multiple_of(S), "{what}: {n} of {most}");
-                            assert!(enc.buffered() <= batch * C, "{what}");
-                            assert!(enc.pending.capacity() <= batch * C, "{what}");
-                        }
-                        assert_eq!(enc.finish_len(), sealed_len(chunk(), enc.buffered()));
-                        enc.finish(&mut got).unwrap();
-                        assert!(got == want, "push: {what}");
-
-                        // Through `push_slice` into one dirty, reused buffer.
-                        let mut enc = Encryptor::new(sealer(), batch);
-                        let mut got = enc.header_bytes().to_vec();
-                        let mut buf = vec![0xA5; 20 * S];
-                        for piece in pieces(&pt, pattern) {
-                            let most = enc.max_output_len(piece.len());
-                            let n = enc.push_slice(piece, &mut buf).unwrap();
-                            assert!(n <= most && n.is_multiple_of(S), "{what}: {n} of {most}");
-                            got.extend_from_slice(&buf[..n]);
-                        }
-                        let n = enc.finish_len();
-                        assert_eq!(enc.finish_slice(&mut buf).unwrap(), n);
-                        got.extend_from_slice(&buf[..n]);
-                        assert!(got == want, "push_slice: {what}");
-                    }
-                }
+        each_case(|c| {
+            let (what, pt, want, batch, pattern) = (&c.what, c.pt, c.object, c.batch, c.pattern);
+            // Through `push` into a Vec.
+            let mut enc = Encryptor::new(sealer(), batch);
+            let mut got = enc.header_bytes().to_vec();
+            for piece in pieces(pt, pattern) {
+                let before = got.len();
+                let most = enc.max_output_len(piece.len());
+                enc.push(piece, &mut got).unwrap();
+                let n = got.len() - before;
+                assert!(n <= most && n.is_multiple_of(S), "{what}: {n} of {most}");
+                assert!(enc.buffered() <= batch * C, "{what}");
+                assert!(enc.pending.capacity() <= batch * C, "{what}");
             }
+            assert_eq!(enc.finish_len(), sealed_len(chunk(), enc.buffered()));
+            enc.finish(&mut got).unwrap();
+            assert!(got == want, "push: {what}");
+
+            // Through `push_slice` into one dirty, reused buffer.
+            let mut enc = Encryptor::new(sealer(), batch);
+            let mut got = enc.header_bytes().to_vec();
+            let mut buf = vec![0xA5; 20 * S];
+            for piece in pieces(pt, pattern) {
+                let most = enc.max_output_len(piece.len());
+                let n = enc.push_slice(piece, &mut buf).unwrap();
+                assert!(n <= most && n.is_multiple_of(S), "{what}: {n} of {most}");
+                got.extend_from_slice(&buf[..n]);
+            }
+            let n = enc.finish_len();
+            assert_eq!(enc.finish_slice(&mut buf).unwrap(), n);
+            got.extend_from_slice(&buf[..n]);
+            assert!(got == want, "push_slice: {what}");
         });
     }
 
     #[test]
     fn continued_pushes_are_byte_identical_and_whole_chunks_are_never_copied() {
-        on_pools(|threads| {
-            for &len in LENS {
-                let pt = plaintext(len);
-                let want = one_shot(&pt);
-                for &batch in BATCHES {
-                    for pattern in PATTERNS {
-                        let what =
-                            format!("{threads} threads, len {len}, batch {batch}, {pattern:?}");
-                        let mut enc = Encryptor::new(sealer(), batch);
-                        let mut got = enc.header_bytes().to_vec();
-                        let mut buf = vec![0x5A; 20 * S];
-                        let all = pieces(&pt, pattern);
-                        for (i, piece) in all.iter().enumerate() {
-                            // Every piece but the last is followed by more input.
-                            let n = if i + 1 < all.len() {
-                                let most = enc.max_output_len_continued(piece.len());
-                                let n = enc.push_slice_continued(piece, &mut buf).unwrap();
-                                assert!(n <= most && n.is_multiple_of(S), "{what}: {n} of {most}");
-                                n
-                            } else {
-                                enc.push_slice(piece, &mut buf).unwrap()
-                            };
-                            assert!(enc.buffered() <= batch * C, "{what}");
-                            got.extend_from_slice(&buf[..n]);
-                        }
-                        let n = enc.finish_len();
-                        assert_eq!(enc.finish_slice(&mut buf).unwrap(), n);
-                        got.extend_from_slice(&buf[..n]);
-                        assert!(got == want, "push_slice_continued: {what}");
-                    }
-                }
+        each_case(|c| {
+            let (what, pt, want, batch, pattern) = (&c.what, c.pt, c.object, c.batch, c.pattern);
+            let mut enc = Encryptor::new(sealer(), batch);
+            let mut got = enc.header_bytes().to_vec();
+            let mut buf = vec![0x5A; 20 * S];
+            let all = pieces(pt, pattern);
+            for (i, piece) in all.iter().enumerate() {
+                // Every piece but the last is followed by more input.
+                let n = if i + 1 < all.len() {
+                    let most = enc.max_output_len_continued(piece.len());
+                    let n = enc.push_slice_continued(piece, &mut buf).unwrap();
+                    assert!(n <= most && n.is_multiple_of(S), "{what}: {n} of {most}");
+                    n
+                } else {
+                    enc.push_slice(piece, &mut buf).unwrap()
+                };
+                assert!(enc.buffered() <= batch * C, "{what}");
+                got.extend_from_slice(&buf[..n]);
             }
+            let n = enc.finish_len();
+            assert_eq!(enc.finish_slice(&mut buf).unwrap(), n);
+            got.extend_from_slice(&buf[..n]);
+            assert!(got == want, "push_slice_continued: {what}");
+        });
+        on_pools(|_| {
             // Whole chunks pushed as continued are sealed at once: nothing is ever held back,
             // so the held buffer is never even allocated.
             let pt = plaintext(12 * C);
@@ -802,59 +820,43 @@ mod tests {
 
     #[test]
     fn decryptor_round_trips_holding_at_most_one_batch() {
-        on_pools(|threads| {
-            for &len in LENS {
-                let pt = plaintext(len);
-                let object = one_shot(&pt);
-                let body = &object[HEADER_LEN..];
-                for &batch in BATCHES {
-                    for pattern in PATTERNS {
-                        let what =
-                            format!("{threads} threads, len {len}, batch {batch}, {pattern:?}");
-                        let mut dec = Decryptor::new(opener(&object), batch);
-                        let mut got = Vec::new();
-                        for piece in pieces(body, pattern) {
-                            dec.push(piece, &mut got).unwrap();
-                            assert!(dec.pending.len() <= batch * S, "{what}");
-                            assert!(dec.pending.capacity() <= batch * S, "{what}");
-                            // Everything released so far is whole chunks (the final one is held).
-                            assert_eq!(got.len() % C, 0, "{what}");
-                        }
-                        dec.finish(&mut got).unwrap();
-                        assert!(got == pt, "{what}");
-                    }
-                }
+        each_case(|c| {
+            let (what, pt, object, batch, pattern) = (&c.what, c.pt, c.object, c.batch, c.pattern);
+            let body = &object[HEADER_LEN..];
+            let mut dec = Decryptor::new(opener(object), batch);
+            let mut got = Vec::new();
+            for piece in pieces(body, pattern) {
+                dec.push(piece, &mut got).unwrap();
+                assert!(dec.pending.len() <= batch * S, "{what}");
+                assert!(dec.pending.capacity() <= batch * S, "{what}");
+                // Everything released so far is whole chunks (the final one is held).
+                assert_eq!(got.len() % C, 0, "{what}");
             }
+            dec.finish(&mut got).unwrap();
+            assert!(got == pt, "{what}");
         });
     }
 
     #[test]
     fn continued_decryption_round_trips_and_whole_chunks_are_never_copied() {
-        on_pools(|threads| {
-            for &len in LENS {
-                let pt = plaintext(len);
-                let object = one_shot(&pt);
-                let body = &object[HEADER_LEN..];
-                for &batch in BATCHES {
-                    for pattern in PATTERNS {
-                        let what =
-                            format!("{threads} threads, len {len}, batch {batch}, {pattern:?}");
-                        let mut dec = Decryptor::new(opener(&object), batch);
-                        let mut got = Vec::new();
-                        let all = pieces(body, pattern);
-                        for (i, piece) in all.iter().enumerate() {
-                            if i + 1 < all.len() {
-                                dec.push_continued(piece, &mut got).unwrap();
-                            } else {
-                                dec.push(piece, &mut got).unwrap();
-                            }
-                            assert!(dec.buffered() <= batch * S, "{what}");
-                        }
-                        dec.finish(&mut got).unwrap();
-                        assert!(got == pt, "{what}");
-                    }
+        each_case(|c| {
+            let (what, pt, object, batch, pattern) = (&c.what, c.pt, c.object, c.batch, c.pattern);
+            let body = &object[HEADER_LEN..];
+            let mut dec = Decryptor::new(opener(object), batch);
+            let mut got = Vec::new();
+            let all = pieces(body, pattern);
+            for (i, piece) in all.iter().enumerate() {
+                if i + 1 < all.len() {
+                    dec.push_continued(piece, &mut got).unwrap();
+                } else {
+                    dec.push(piece, &mut got).unwrap();
                 }
+                assert!(dec.buffered() <= batch * S, "{what}");
             }
+            dec.finish(&mut got).unwrap();
+            assert!(got == pt, "{what}");
+        });
+        on_pools(|_| {
             // Whole sealed chunks pushed as continued are opened at once, never held.
             let pt = plaintext(12 * C);
             let object = one_shot(&pt);
