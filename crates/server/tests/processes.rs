@@ -2,63 +2,22 @@
 
 mod harness;
 
-use std::io::{BufRead as _, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use harness::{ADMIN_PASSWORD, config_yaml};
+use harness::{
+    ADMIN_PASSWORD, SERVER_BIN, ServerProcess as Server, config_yaml, server_process,
+    server_process_with,
+};
 use reqwest::StatusCode;
 use serde_json::json;
-
-const BIN: &str = env!("CARGO_BIN_EXE_encrypt-repo-server");
-
-/// A server process, killed when dropped.
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn write_config(dir: &Path, name: &str, reload: u64) -> std::path::PathBuf {
     std::fs::create_dir_all(dir.join("repos")).expect("repos");
     let path = dir.join(name);
     std::fs::write(&path, config_yaml(dir, reload, "")).expect("config");
     path
-}
-
-fn start(config: &Path, password: Option<&str>) -> Server {
-    let mut cmd = Command::new(BIN);
-    cmd.arg("--config")
-        .arg(config)
-        .env_remove("ENCRYPT_REPO_ADMIN_PASSWORD")
-        .env_remove("ENCRYPT_REPO_ADMIN_PASSWORD_FILE")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-    if let Some(p) = password {
-        cmd.env("ENCRYPT_REPO_ADMIN_PASSWORD", p);
-    }
-    let mut child = cmd.spawn().expect("spawn encrypt-repo-server");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("read stdout");
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_owned();
-    Server {
-        child,
-        base: format!("http://{addr}"),
-    }
 }
 
 fn client() -> reqwest::Client {
@@ -96,8 +55,8 @@ async fn authinfo(s: &Server, user: &str, password: &str) -> StatusCode {
 async fn a_user_created_on_one_node_logs_in_on_the_other_within_the_reload_interval() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = write_config(dir.path(), "config.yml", 1);
-    let a = start(&config, Some(ADMIN_PASSWORD));
-    let b = start(&config, None); // not a first start: no password needed
+    let a = server_process(&config, Some(ADMIN_PASSWORD));
+    let b = server_process(&config, None); // not a first start: no password needed
     assert_eq!(
         authinfo(&b, "carol", "carol-pw-1").await,
         StatusCode::UNAUTHORIZED
@@ -124,8 +83,8 @@ async fn concurrent_conflicting_updates_give_one_success_and_one_409() {
     let dir = tempfile::tempdir().expect("tempdir");
     // No reload during the test: both nodes hold the same generation when the updates arrive.
     let config = write_config(dir.path(), "config.yml", 3600);
-    let a = start(&config, Some(ADMIN_PASSWORD));
-    let b = start(&config, None);
+    let a = server_process(&config, Some(ADMIN_PASSWORD));
+    let b = server_process(&config, None);
     let (ra, rb) = tokio::join!(
         put_user(&a, "dave", "dave-pw-from-a"),
         put_user(&b, "dave", "dave-pw-from-b")
@@ -149,7 +108,7 @@ async fn concurrent_conflicting_updates_give_one_success_and_one_409() {
 fn the_first_start_needs_an_admin_password() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = write_config(dir.path(), "config.yml", 5);
-    let out = Command::new(BIN)
+    let out = Command::new(SERVER_BIN)
         .arg("--config")
         .arg(&config)
         .env_remove("ENCRYPT_REPO_ADMIN_PASSWORD")
@@ -164,22 +123,9 @@ fn the_first_start_needs_an_admin_password() {
     // From a file instead.
     let file = dir.path().join("admin.pw");
     std::fs::write(&file, "from-a-file-123\n").expect("write");
-    let mut child = Command::new(BIN)
-        .arg("--config")
-        .arg(&config)
-        .env_remove("ENCRYPT_REPO_ADMIN_PASSWORD")
-        .env("ENCRYPT_REPO_ADMIN_PASSWORD_FILE", &file)
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("line");
-    let s = Server {
-        child,
-        base: format!("http://{}", line.trim().trim_start_matches("listening on ")),
-    };
+    let s = server_process_with(&config, |cmd| {
+        cmd.env("ENCRYPT_REPO_ADMIN_PASSWORD_FILE", &file);
+    });
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     rt.block_on(async {
         assert_eq!(
@@ -209,7 +155,7 @@ fn invalid_configuration_refuses_to_start_naming_the_key() {
         let path = dir.path().join("bad.yml");
         let text = config_yaml(dir.path(), 5, "").replacen(from, to, 1);
         std::fs::write(&path, text).expect("write");
-        let out = Command::new(BIN)
+        let out = Command::new(SERVER_BIN)
             .arg("--config")
             .arg(&path)
             .env("ENCRYPT_REPO_ADMIN_PASSWORD", "x-123456")
@@ -219,7 +165,7 @@ fn invalid_configuration_refuses_to_start_naming_the_key() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains(expected), "{to}: {stderr}");
     }
-    let out = Command::new(BIN).output().expect("run");
+    let out = Command::new(SERVER_BIN).output().expect("run");
     assert_eq!(out.status.code(), Some(2));
 }
 
@@ -263,8 +209,8 @@ async fn repositories(s: &Server) -> Vec<String> {
 async fn registrations_of_different_repositories_through_two_nodes_do_not_conflict() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = write_config(dir.path(), "config.yml", 1);
-    let a = start(&config, Some(ADMIN_PASSWORD));
-    let b = start(&config, None);
+    let a = server_process(&config, Some(ADMIN_PASSWORD));
+    let b = server_process(&config, None);
     let d = dir.path();
     let (ra, rb) = tokio::join!(
         register(&a, "alpha", repo_body(d, "alpha")),
@@ -310,8 +256,8 @@ async fn registrations_of_different_repositories_through_two_nodes_do_not_confli
 async fn registering_one_repository_differently_through_two_nodes_gives_one_409() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = write_config(dir.path(), "config.yml", 3600);
-    let a = start(&config, Some(ADMIN_PASSWORD));
-    let b = start(&config, None);
+    let a = server_process(&config, Some(ADMIN_PASSWORD));
+    let b = server_process(&config, None);
     let d = dir.path();
     // Same name, different storage locations.
     let (ra, rb) = tokio::join!(

@@ -16,18 +16,17 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
-use axum::extract::rejection::BytesRejection;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
 use serde_json::{Value, json};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::config::{self, AuditConfig, Invalid, READONLY};
-use crate::api::Caller;
+use crate::api::{Caller, RawBody};
 use crate::app::App;
 use crate::error::ApiError;
+use crate::secapi::{apply_patch, parse_body, parse_patch};
 
 /// The permission of these endpoints.
 pub const PERMISSION: &str = "restapi:admin/audit";
@@ -56,23 +55,6 @@ fn refused(e: Invalid) -> Response {
         )
             .into_response(),
     }
-}
-
-fn parse_body(body: Result<Bytes, BytesRejection>) -> Result<Value, ApiError> {
-    let body =
-        body.map_err(|e| ApiError::new(e.status(), "illegal_argument_exception", e.body_text()))?;
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::bad_request(
-            "Request body required for this action.",
-        ));
-    }
-    serde_json::from_slice(&body).map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "parse_exception",
-            format!("request body: {e}"),
-        )
-    })
 }
 
 /// The audit configuration.
@@ -108,10 +90,10 @@ async fn get_audit(State(app): State<Arc<App>>, caller: Caller) -> Result<Respon
 async fn put_audit_config(
     State(app): State<Arc<App>>,
     caller: Caller,
-    body: Result<Bytes, BytesRejection>,
+    RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
     caller.cluster(PERMISSION)?;
-    let value = parse_body(body)?;
+    let value = parse_body(&body)?;
     let current = app.audit.config();
     let parsed = match config::parse(value, &current.value) {
         Ok(p) => p,
@@ -140,16 +122,13 @@ async fn put_audit_config(
 async fn patch_audit(
     State(app): State<Arc<App>>,
     caller: Caller,
-    body: Result<Bytes, BytesRejection>,
+    RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
     caller.cluster(PERMISSION)?;
-    let value = parse_body(body)?;
-    let patch: json_patch::Patch = serde_json::from_value(value)
-        .map_err(|e| ApiError::bad_request(format!("not a JSON Patch (RFC 6902): {e}")))?;
+    let patch = parse_patch(&body)?;
     let current = app.audit.config();
-    let mut doc = document(&current.value);
-    // `patch` reverts the operations it applied when a later one fails.
-    json_patch::patch(&mut doc, &patch).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    // Applied to a copy: when one operation fails nothing changes.
+    let doc = apply_patch(&document(&current.value), &patch)?;
     if doc.get("_readonly") != Some(&json!(READONLY)) {
         return Ok(refused(Invalid::ReadOnly(vec!["_readonly".into()])));
     }

@@ -39,6 +39,8 @@ use crate::error::ApiError;
 use resources::Kind;
 
 pub(crate) use other::redacted;
+pub(crate) use resources::{apply_patch, parse_patch};
+pub(crate) use validate::parse_body;
 
 type Shared = Arc<App>;
 type ApiResult<T = Response> = Result<T, ApiError>;

@@ -207,7 +207,7 @@ fn check_changeable(existing: Option<&Entry>, name: &str) -> Result<(), ApiError
     }
 }
 
-pub(super) fn parse_patch(body: &[u8]) -> Result<json_patch::Patch, ApiError> {
+pub(crate) fn parse_patch(body: &[u8]) -> Result<json_patch::Patch, ApiError> {
     let v = parse_body(body)?;
     if !v.is_array() {
         return Err(ApiError::bad_request(
@@ -217,7 +217,7 @@ pub(super) fn parse_patch(body: &[u8]) -> Result<json_patch::Patch, ApiError> {
     serde_json::from_value(v).map_err(|e| ApiError::bad_request(format!("Invalid JSON Patch: {e}")))
 }
 
-pub(super) fn apply_patch(doc: &Value, patch: &json_patch::Patch) -> Result<Value, ApiError> {
+pub(crate) fn apply_patch(doc: &Value, patch: &json_patch::Patch) -> Result<Value, ApiError> {
     let mut out = doc.clone();
     json_patch::patch(&mut out, patch).map_err(|e| {
         ApiError::bad_request(format!(

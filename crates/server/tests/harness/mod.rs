@@ -273,3 +273,62 @@ impl Running {
         self.task.await.expect("join").expect("clean shutdown");
     }
 }
+
+/// The `encrypt-repo-server` binary of this build.
+pub const SERVER_BIN: &str = env!("CARGO_BIN_EXE_encrypt-repo-server");
+
+/// A server process on loopback, killed when dropped.
+pub struct ServerProcess {
+    pub child: std::process::Child,
+    /// `http://127.0.0.1:<port>`.
+    pub base: String,
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts the server binary on `config` (with the first-start admin password, if given) and
+/// waits for its "listening on" line.
+pub fn server_process(config: &Path, password: Option<&str>) -> ServerProcess {
+    server_process_with(config, |cmd| {
+        if let Some(p) = password {
+            cmd.env("ENCRYPT_REPO_ADMIN_PASSWORD", p);
+        }
+    })
+}
+
+/// Like [`server_process`], with no admin password in the environment unless `setup` adds
+/// one (or another setting) to the command.
+pub fn server_process_with(
+    config: &Path,
+    setup: impl FnOnce(&mut std::process::Command),
+) -> ServerProcess {
+    use std::io::BufRead as _;
+    let mut cmd = std::process::Command::new(SERVER_BIN);
+    cmd.arg("--config")
+        .arg(config)
+        .env_remove("ENCRYPT_REPO_ADMIN_PASSWORD")
+        .env_remove("ENCRYPT_REPO_ADMIN_PASSWORD_FILE")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit());
+    setup(&mut cmd);
+    let mut child = cmd.spawn().expect("spawn encrypt-repo-server");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    std::io::BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("read stdout");
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_owned();
+    ServerProcess {
+        child,
+        base: format!("http://{addr}"),
+    }
+}
