@@ -103,7 +103,7 @@ fn audit_reads_back_what_serve_logged_by_time_and_category_without_secrets() {
     );
     let repo = json!({"type": "fs", "settings": {"location": dir.join("repos/r").to_str().unwrap()},
         "encrypted": true, "crypto_settings": {"key_provider_name": "main", "key_provider_type": "local",
-        "settings": {"key_file": dir.join("r.key").to_str().unwrap()}}});
+        "settings": {}}});
     assert_eq!(
         call(&addr, "PUT", "/_snapshot/r", admin, &repo.to_string()),
         200
@@ -259,7 +259,13 @@ fn audit_reads_back_what_serve_logged_by_time_and_category_without_secrets() {
     let mut raw = Vec::new();
     files(&sys, &mut raw);
     let key_text = std::fs::read_to_string(dir.join("system.key")).unwrap();
-    let repo_key = std::fs::read_to_string(dir.join("r.key")).unwrap();
+    // The one key file the server made for repository r.
+    let made: Vec<_> = std::fs::read_dir(dir.join("keys"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(made.len(), 1, "{made:?}");
+    let repo_key = std::fs::read_to_string(&made[0]).unwrap();
     let secrets = [
         ADMIN.to_owned(),
         KIM.to_owned(),

@@ -29,6 +29,8 @@ server:
   listen: 127.0.0.1:0
   reload_interval_seconds: 5
   fs_roots: [ "{roots}" ]
+  key_providers:
+    main: {{ type: local, key_directory: "{keys}" }}
   system_repository:
     type: fs
     settings: {{ location: "{sys}" }}
@@ -39,6 +41,7 @@ server:
       settings: {{ key_file: "{key}" }}
 "#,
         roots = dir.join("repos").display(),
+        keys = dir.join("keys").display(),
         sys = dir.join("system").display(),
         key = dir.join("system.key").display(),
     )

@@ -547,6 +547,10 @@ impl ProviderFactory for ExecFactory {
         &["key_id"]
     }
 
+    fn key_name_settings(&self) -> &'static [&'static str] {
+        &["key_id"]
+    }
+
     /// Validates the settings and asks the program for the key's status: a key that is not
     /// usable is refused at registration.
     async fn prepare(&self, settings: &mut Settings) -> Result<bool> {

@@ -24,6 +24,15 @@ pub trait ProviderFactory: std::fmt::Debug + Send + Sync + 'static {
     /// Names of the settings that define the key's identity.
     fn identity_settings(&self) -> &'static [&'static str];
 
+    /// The settings that *name* the key (an ARN or alias, a transit key name), the only settings
+    /// a less trusted party, such as a caller of `encrypt-repo serve`'s API, may choose; the
+    /// operator decides everything else. A subset of
+    /// [`identity_settings`](ProviderFactory::identity_settings); empty (the default) for
+    /// providers whose key is fixed by how they are reached (a local key file, a passphrase).
+    fn key_name_settings(&self) -> &'static [&'static str] {
+        &[]
+    }
+
     /// Called once at registration: validates the settings and fills in generated identity
     /// settings (a salt, a fingerprint). Returns true if it created key material that the user
     /// must back up (for example a new local key file).

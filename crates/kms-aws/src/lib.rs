@@ -141,6 +141,10 @@ impl ProviderFactory for AwsKmsFactory {
         &[KEY_ID, KEY_ARN]
     }
 
+    fn key_name_settings(&self) -> &'static [&'static str] {
+        &[KEY_ID]
+    }
+
     /// Validates the settings, calls DescribeKey once on `key_id` and stores the key ARN as
     /// `key_arn`. Creates no key material, so always returns `false`.
     async fn prepare(&self, settings: &mut Settings) -> Result<bool> {

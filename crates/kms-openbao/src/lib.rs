@@ -220,6 +220,10 @@ impl ProviderFactory for OpenBaoFactory {
         &["mount", "key_name"]
     }
 
+    fn key_name_settings(&self) -> &'static [&'static str] {
+        &["key_name"]
+    }
+
     /// Records the mount (so a later change of default cannot move the key), and checks that
     /// the key exists, can be read with the token, and is derived. Creates nothing.
     async fn prepare(&self, settings: &mut Settings) -> Result<bool> {

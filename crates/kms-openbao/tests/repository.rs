@@ -148,6 +148,7 @@ async fn withdrawn_access_locks_and_restored_access_unlocks_within_the_interval(
             ..CachePolicy::default()
         },
         status_check_interval: Duration::from_millis(200),
+        ..RepositoryOptions::default()
     };
     let repo = Repository::register(raw.clone(), request(crypto), &registry(), options)
         .await

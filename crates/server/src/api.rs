@@ -308,8 +308,16 @@ async fn authinfo(
 
 // --- repositories ---
 
+/// A registration as callers see it: the local key file's name the server chose is its own
+/// business.
 fn public_registration(req: &RegistrationRequest) -> Value {
-    let mut v = serde_json::to_value(req).unwrap_or(Value::Null);
+    let mut req = req.clone();
+    for c in req.crypto_settings.iter_mut().chain(req.escrow.iter_mut()) {
+        if c.key_provider_type == "local" {
+            c.settings.remove(crate::declared::SERVER_KEY_FILE);
+        }
+    }
+    let mut v = serde_json::to_value(&req).unwrap_or(Value::Null);
     if let Value::Object(m) = &mut v {
         m.entry("crypto_settings").or_insert(Value::Null);
     }
@@ -408,7 +416,10 @@ async fn put_repository(
     check_repo_name(&repo)?;
     let req: RegistrationRequest = parse_json(&body)?;
     let loaded = app.loaded();
-    if let Some(existing) = loaded.registrations.value.get(&repo) {
+    let existing = loaded.registrations.value.get(&repo);
+    let resolved = app.resolve(&repo, &req, existing)?;
+    let req = resolved.record;
+    if let Some(existing) = existing {
         if let Some(field) = storage_change(existing, &req) {
             return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
@@ -422,15 +433,23 @@ async fn put_repository(
             return Ok(ok());
         }
     }
-    let backend = app.backend(&req)?;
-    Repository::register(
-        backend,
-        req.clone(),
-        &app.registry,
-        encrypt_repo_store::RepositoryOptions::default(),
-    )
-    .await
-    .map_err(|e| from_store(&repo, None, e))?;
+    app.check_location(
+        &repo,
+        &resolved.storage.location,
+        &loaded.registrations.value,
+    )?;
+    let backend = app
+        .declared
+        .backend(&resolved.storage, true)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "repository_exception", e))?;
+    let mut req = req;
+    if existing.is_none() {
+        app.adopt_key_files(&repo, &backend, &mut req).await;
+    }
+    let (effective, options) = app.effective(&req)?;
+    Repository::register(backend, effective, &app.registry, options)
+        .await
+        .map_err(|e| from_store(&repo, None, e))?;
     app.write_registration(&repo, loaded.registrations.generation_of(&repo), Some(req))
         .await?;
     app.forget(&repo);
@@ -516,10 +535,10 @@ fn object_path(path: &str) -> ApiResult<ObjPath> {
     }
     if p.parts()
         .next()
-        .is_some_and(|s| s.as_ref() == encrypt_repo_store::RESERVED_PREFIX)
+        .is_some_and(|s| encrypt_repo_store::is_reserved_segment(s.as_ref()))
     {
         return Err(ApiError::bad_request(
-            "object paths may not start with the reserved prefix .encrypt-repo/",
+            "object paths may not start with the reserved prefix .encrypt-repo/ (in any letter case)",
         ));
     }
     Ok(p)
@@ -1065,27 +1084,30 @@ async fn rewrap_keys(
     caller.repository(&repo, actions::KEYS_MANAGE)?;
     let req: RewrapRequest = parse_json(&body)?;
     let store = app.repository(&repo).await?;
+    let bad = |e: String| ApiError::new(StatusCode::BAD_REQUEST, "repository_exception", e);
+    // A new key file for a local target, even under the same provider: a re-wrap to a local
+    // provider is a master-key rotation.
+    let target = app
+        .declared
+        .crypto_record("crypto_settings", &req.crypto_settings, &repo, None)
+        .map_err(bad)?;
+    let effective = app
+        .declared
+        .effective("crypto_settings", &target)
+        .map_err(bad)?;
     let report = store
         .repository()
-        .rewrap(req.crypto_settings.clone(), &app.registry)
+        .rewrap(effective, &app.registry)
         .await
         .map_err(|e| from_store(&repo, None, e))?;
     // The re-wrap is done: the stored request must follow, whatever else changed meanwhile.
-    let target = store.repository().registration().request.crypto_settings;
     loop {
         app.reload().await.map_err(|e| ApiError::internal(&e))?;
         let loaded = app.loaded();
         let Some(mut r) = loaded.registrations.value.get(&repo).cloned() else {
             break;
         };
-        let mut settings = target.clone();
-        if let Some(s) = &mut settings {
-            // Keep the access settings the client gave (key file location, endpoint).
-            for (k, v) in &req.crypto_settings.settings {
-                s.settings.entry(k.clone()).or_insert_with(|| v.clone());
-            }
-        }
-        r.crypto_settings = settings;
+        r.crypto_settings = Some(target.clone());
         match app
             .write_registration(&repo, loaded.registrations.generation_of(&repo), Some(r))
             .await

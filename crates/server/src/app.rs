@@ -8,9 +8,10 @@ use encrypt_repo_keys::ProviderRegistry;
 use encrypt_repo_store::{EncryptedStore, RegistrationRequest, Repository, RepositoryOptions};
 
 use axum::http::StatusCode;
+use object_store::ObjectStoreExt as _;
 
 use crate::authn::Authenticator;
-use crate::backend::{self, Backend};
+use crate::backend::Backend;
 use crate::config::ServerConfig;
 use crate::error::{ApiError, Error, Result};
 use crate::security::{InternalUser, RoleMapping, SecurityData, SecurityModel};
@@ -75,6 +76,16 @@ impl Runtime {
     }
 }
 
+/// A caller's registration request, checked: what the server records, and where it is.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    /// The registration the server keeps: the caller's request with the canonical location,
+    /// the storage's name and, for local keys, the server-made key file name.
+    pub record: RegistrationRequest,
+    /// The storage it resolved to.
+    pub storage: crate::declared::ResolvedStorage,
+}
+
 /// An opened repository and the request it was opened with.
 type Opened = (RegistrationRequest, Arc<EncryptedStore<Backend>>);
 
@@ -86,6 +97,10 @@ pub struct App {
     pub config: Arc<ServerConfig>,
     /// The key providers.
     pub registry: Arc<ProviderRegistry>,
+    /// The operator's key providers and storage backends.
+    pub declared: Arc<crate::declared::Declared>,
+    /// Where the system repository is (no repository may overlap it).
+    pub system_location: Option<crate::declared::LocationKey>,
     /// The system repository.
     pub system: SystemStore,
     /// The audit log.
@@ -148,7 +163,9 @@ impl App {
         // A broken config.yml is refused even when a stored configuration will replace its
         // `config.dynamic`: the file is what the node runs with until one is stored.
         Authenticator::new(&config)?;
+        let declared = crate::declared::Declared::new(&config.server, &registry)?;
         let system = SystemStore::open(&config.server.system_repository, &registry).await?;
+        let system_location = crate::declared::system_location(&config.server.system_repository);
         let security: Versioned<SecurityData> =
             system.read(SECURITY_DOC).await.map_err(store_err)?;
         if security.generation == 0 {
@@ -201,6 +218,8 @@ impl App {
         Ok(Arc::new(Self {
             config: Arc::new(config),
             registry: Arc::new(registry),
+            declared: Arc::new(declared),
+            system_location,
             system,
             audit,
             loaded: RwLock::new(Arc::new(loaded)),
@@ -449,15 +468,151 @@ impl App {
         Ok(())
     }
 
-    /// The backend of a registration request, for a client-supplied request.
+    /// Checks a caller's registration request for repository `repo` against the operator's
+    /// declarations and the other registrations (see [`crate::declared`]).
     ///
     /// # Errors
-    /// 400 naming the setting.
-    pub fn backend(&self, req: &RegistrationRequest) -> Result<Backend, ApiError> {
-        backend::check_crypto_settings(req)
-            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "repository_exception", e))?;
-        backend::build(&req.store_type, &req.settings, &self.config.server.fs_roots)
-            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "repository_exception", e))
+    /// 400 naming the field.
+    pub fn resolve(
+        &self,
+        repo: &str,
+        req: &RegistrationRequest,
+        existing: Option<&RegistrationRequest>,
+    ) -> Result<Resolved, ApiError> {
+        let bad = |e: String| ApiError::new(StatusCode::BAD_REQUEST, "repository_exception", e);
+        let storage = self
+            .declared
+            .storage(&req.store_type, &req.settings)
+            .map_err(bad)?;
+        let mut record = req.clone();
+        record.settings = storage.record.clone();
+        if req.encrypted {
+            if let Some(c) = &req.crypto_settings {
+                let old = existing.and_then(|e| e.crypto_settings.as_ref());
+                record.crypto_settings = Some(
+                    self.declared
+                        .crypto_record("crypto_settings", c, repo, old)
+                        .map_err(bad)?,
+                );
+            }
+            for (i, e) in req.escrow.iter().enumerate() {
+                let old = existing.and_then(|x| {
+                    x.escrow
+                        .iter()
+                        .find(|o| o.key_provider_name == e.key_provider_name)
+                });
+                record.escrow[i] = self
+                    .declared
+                    .crypto_record(&format!("escrow[{i}]"), e, repo, old)
+                    .map_err(bad)?;
+            }
+        }
+        Ok(Resolved { record, storage })
+    }
+
+    /// The request a recorded registration is registered or opened with (the operator's
+    /// access settings filled in) and the trusted access settings of each of its providers.
+    ///
+    /// # Errors
+    /// 400 (or, for a stored registration, 500) naming the field.
+    pub fn effective(
+        &self,
+        record: &RegistrationRequest,
+    ) -> Result<(RegistrationRequest, RepositoryOptions), ApiError> {
+        let bad = |e: String| ApiError::new(StatusCode::BAD_REQUEST, "repository_exception", e);
+        let mut effective = record.clone();
+        let mut trusted = std::collections::BTreeMap::new();
+        if let Some(c) = &record.crypto_settings {
+            let e = self.declared.effective("crypto_settings", c).map_err(bad)?;
+            trusted.insert(e.key_provider_name.clone(), e.clone());
+            effective.crypto_settings = Some(e);
+        }
+        for (i, c) in record.escrow.iter().enumerate() {
+            let e = self
+                .declared
+                .effective(&format!("escrow[{i}]"), c)
+                .map_err(bad)?;
+            trusted.insert(e.key_provider_name.clone(), e.clone());
+            effective.escrow[i] = e;
+        }
+        let options = RepositoryOptions {
+            trusted_access: Some(Arc::new(trusted)),
+            ..RepositoryOptions::default()
+        };
+        Ok((effective, options))
+    }
+
+    /// For a registration of a location that already holds a repository: the local key files
+    /// the server made for it under this name before (see
+    /// [`Declared::adopt_key_file`](crate::declared::Declared::adopt_key_file)).
+    pub async fn adopt_key_files(
+        &self,
+        repo: &str,
+        backend: &Backend,
+        req: &mut RegistrationRequest,
+    ) {
+        let path = object_store::path::Path::from(format!(
+            "{}/registration.json",
+            encrypt_repo_store::RESERVED_PREFIX
+        ));
+        let Ok(got) = backend.get(&path).await else {
+            return;
+        };
+        let Ok(bytes) = got.bytes().await else { return };
+        let Ok(stored) = serde_json::from_slice::<encrypt_repo_store::Registration>(&bytes) else {
+            return;
+        };
+        let stored = &stored.request;
+        let pairs = req
+            .crypto_settings
+            .iter_mut()
+            .zip(stored.crypto_settings.iter())
+            .chain(req.escrow.iter_mut().zip(stored.escrow.iter()));
+        for (mine, theirs) in pairs {
+            if mine.key_provider_type == "local"
+                && mine.key_provider_name == theirs.key_provider_name
+                && let Some(f) = theirs.settings.get("fingerprint")
+            {
+                self.declared.adopt_key_file(mine, repo, f);
+            }
+        }
+    }
+
+    /// Refuses a location that equals, contains or lies inside the system repository or
+    /// another registered repository.
+    ///
+    /// # Errors
+    /// 400 naming the repository it overlaps.
+    pub fn check_location(
+        &self,
+        repo: &str,
+        location: &crate::declared::LocationKey,
+        registrations: &Registrations,
+    ) -> Result<(), ApiError> {
+        let bad = |e: String| ApiError::new(StatusCode::BAD_REQUEST, "repository_exception", e);
+        if self
+            .system_location
+            .as_ref()
+            .is_some_and(|s| s.overlaps(location))
+        {
+            return Err(bad(
+                "settings: the location overlaps the service's system repository".into(),
+            ));
+        }
+        for (name, other) in registrations {
+            if name == repo {
+                continue;
+            }
+            let Ok(theirs) = self.declared.storage(&other.store_type, &other.settings) else {
+                continue;
+            };
+            if theirs.location.overlaps(location) {
+                return Err(bad(format!(
+                    "settings: the location equals, contains or lies inside that of repository [{name}]; one repository per location"
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// The opened repository registered as `name`.
@@ -481,17 +636,27 @@ impl App {
         {
             return Ok(s.clone());
         }
-        let backend = self.backend(&req)?;
-        let access = req
-            .crypto_settings
-            .as_ref()
-            .map(|c| c.settings.clone())
-            .unwrap_or_default();
+        let stored = |e: ApiError| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "repository_exception",
+                format!("[{name}] registration: {}", e.reason),
+            )
+        };
+        let storage = self
+            .declared
+            .storage(&req.store_type, &req.settings)
+            .map_err(|e| stored(ApiError::bad_request(e)))?;
+        let backend = self
+            .declared
+            .backend(&storage, false)
+            .map_err(|e| stored(ApiError::bad_request(e)))?;
+        let (_, options) = self.effective(&req).map_err(stored)?;
         let repo = Repository::open(
             backend.clone(),
             &self.registry,
-            &access,
-            RepositoryOptions::default(),
+            &encrypt_repo_keys::Settings::new(),
+            options,
         )
         .await
         .map_err(|e| crate::error::from_store(name, None, e))?;

@@ -46,32 +46,6 @@ fn looks_like_credential(key: &str) -> bool {
     .any(|c| k.contains(c))
 }
 
-/// Refuses provider settings that look like secrets (`…token`, `…password`): settings are shown
-/// to every reader of the registration, so they may only say *where* a secret is
-/// (`…_file`, `…_env`, `…_command`).
-///
-/// # Errors
-/// A message naming the setting.
-pub fn check_crypto_settings(req: &encrypt_repo_store::RegistrationRequest) -> Result<(), String> {
-    let all = req
-        .crypto_settings
-        .iter()
-        .map(|c| ("crypto_settings", c))
-        .chain(req.escrow.iter().map(|c| ("escrow", c)));
-    for (place, c) in all {
-        for k in c.settings.keys() {
-            let pointer = ["_file", "_env", "_command"].iter().any(|s| k.ends_with(s))
-                || ["file", "env", "command"].contains(&k.as_str());
-            if looks_like_credential(k) && !pointer {
-                return Err(format!(
-                    "{place}.settings.{k}: secrets are never settings; name a file, variable or command that holds it"
-                ));
-            }
-        }
-    }
-    Ok(())
-}
-
 /// Builds the backend of `store_type` with `settings`. Errors name the setting and are safe to
 /// show a client.
 ///

@@ -336,9 +336,19 @@ pub struct ServerSection {
     #[serde(default = "default_reload")]
     pub reload_interval_seconds: u64,
     /// Directories under which `fs` repositories may be registered (OpenSearch's `path.repo`);
-    /// empty: no `fs` repositories.
+    /// the short form of an `fs` entry in [`storage`](Self::storage) with `allowed: ["*"]`.
     #[serde(default)]
     pub fs_roots: Vec<PathBuf>,
+    /// Key providers callers may use, by name, with how the node reaches each (see
+    /// [`crate::declared`]): a registration's `crypto_settings.key_provider_name` names one and
+    /// gives at most its key name.
+    #[serde(default)]
+    pub key_providers: BTreeMap<String, crate::declared::KeyProviderDecl>,
+    /// Storage backends callers may register repositories in, by name (see
+    /// [`crate::declared`]): a registration's `settings.client` names one and gives only the
+    /// location in it.
+    #[serde(default)]
+    pub storage: BTreeMap<String, crate::declared::StorageDecl>,
     /// The system repository: a registration request (`type`, `settings`, `encrypted`,
     /// `crypto_settings`). Default type `fs` with `settings.location`.
     pub system_repository: RegistrationRequest,

@@ -12,6 +12,8 @@
 //! - [`config`]: the `config.yml` shape and the `server` section.
 //! - [`security`]: users, roles, mappings, action groups, tenants; the permission of every
 //!   endpoint.
+//! - [`declared`]: the operator's key providers and storage backends, and what a request may
+//!   say about them (the service's trust boundary).
 //! - [`state`]: the system repository and its generations (409 on a lost update).
 //! - [`api`]: the routes.
 //! - [`openapi`]: the OpenAPI document of the routes, served at `GET /_openapi.json`.
@@ -24,6 +26,7 @@ pub mod authn;
 pub mod backend;
 pub mod conditional;
 pub mod config;
+pub mod declared;
 pub mod error;
 pub mod openapi;
 pub mod password;

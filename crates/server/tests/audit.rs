@@ -165,17 +165,18 @@ async fn each_category_is_produced_by_the_request_that_triggers_it() {
         }
     };
     assert_eq!(keys("_rotate", json!({})).await.status, StatusCode::OK);
-    let rewrap = json!({"crypto_settings": {"key_provider_name": "second", "key_provider_type": "local",
-        "settings": {"key_file": dir.path().join("r1-second.key").to_str().expect("utf-8")}}});
+    let first_key = n.key_file("r1");
+    let rewrap = json!({"crypto_settings": {"key_provider_name": "next", "key_provider_type": "local",
+        "settings": {}}});
     let r = keys("_rewrap", rewrap).await;
     assert_eq!(r.status, StatusCode::OK, "{r:?}");
     // Lock: the key file now holds another key (the provider reports it revoked); verify asks
     // the provider and the repository locks; the right key back, it unlocks.
     let verify = || async { n.admin(Method::POST, "/_snapshot/r1/_verify", "").await };
     assert_eq!(verify().await.status, StatusCode::OK);
-    let key = dir.path().join("r1-second.key");
+    let key = n.key_file("r1");
     let saved = std::fs::read(&key).expect("key");
-    std::fs::copy(dir.path().join("r1.key"), &key).expect("another key");
+    std::fs::copy(&first_key, &key).expect("another key");
     let v = verify().await;
     assert!(!v.status.is_success(), "{v:?}");
     std::fs::write(&key, &saved).expect("restore key");
@@ -819,8 +820,8 @@ async fn no_password_token_or_key_in_any_audit_output_or_log() {
         )
         .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
-    let rewrap = json!({"crypto_settings": {"key_provider_name": "x", "key_provider_type": "local",
-        "settings": {"key_file": dir.path().join("r2-new.key").to_str().expect("utf-8")}}});
+    let rewrap = json!({"crypto_settings": {"key_provider_name": "next", "key_provider_type": "local",
+        "settings": {}}});
     let r = n
         .admin(
             Method::POST,
@@ -864,8 +865,17 @@ async fn no_password_token_or_key_in_any_audit_output_or_log() {
             .to_owned(),
     );
     secrets.extend(token.rsplit('.').next().map(str::to_owned));
-    for key in ["system.key", "r2.key", "r2-new.key"] {
-        let k = std::fs::read(dir.path().join(key)).expect("key file");
+    // The system key and every repository key the server made (r2's first and re-wrapped).
+    let mut keys = vec![dir.path().join("system.key")];
+    for e in std::fs::read_dir(dir.path().join("keys")).expect("key directory") {
+        let p = e.expect("entry").path();
+        if p.is_file() {
+            keys.push(p);
+        }
+    }
+    assert!(keys.len() >= 3, "{keys:?}");
+    for key in keys {
+        let k = std::fs::read(&key).expect("key file");
         secrets.push(String::from_utf8_lossy(&k).trim().to_owned());
     }
     for hash in n

@@ -156,14 +156,21 @@ async fn conditional_requests_on_s3_moto() {
     assert!(created.status().is_success(), "CreateBucket: {created:?}");
 
     let dir = tempfile::tempdir().expect("tempdir");
-    let n = node(dir.path()).await;
+    // How the node reaches the bucket is the operator's: a declared storage backend.
+    let storage = json!({ "type": "s3", "endpoint": endpoint, "allow_http": true,
+        "region": "us-east-1", "skip_signature": true, "allowed": ["cond-*"] });
+    let yaml = harness::with_storage(
+        &harness::config_yaml(dir.path(), 3600, ""),
+        "moto",
+        &storage,
+    );
+    let n = harness::node_in(dir.path(), &yaml).await;
     let body: Value = json!({
         "type": "s3",
-        "settings": { "bucket": bucket, "endpoint": endpoint, "allow_http": "true",
-            "region": "us-east-1", "skip_signature": "true" },
+        "settings": { "bucket": bucket },
         "encrypted": true,
         "crypto_settings": { "key_provider_name": "main", "key_provider_type": "local",
-            "settings": { "key_file": dir.path().join("s3.key").to_str().expect("utf-8") } }
+            "settings": {} }
     });
     let r = n
         .admin(Method::PUT, "/_snapshot/cloud", body.to_string())

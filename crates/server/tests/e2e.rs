@@ -56,7 +56,7 @@ async fn serve_over_loopback_streams_objects_both_ways() {
         "settings": { "location": dir.path().join("repos/big").to_str().expect("utf-8") },
         "encrypted": true,
         "crypto_settings": { "key_provider_name": "main", "key_provider_type": "local",
-            "settings": { "key_file": dir.path().join("big.key").to_str().expect("utf-8") } }
+            "settings": {} }
     });
     let r = auth(c.put(url("/_snapshot/big")))
         .json(&body)

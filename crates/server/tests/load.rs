@@ -74,7 +74,7 @@ async fn thirty_two_clients_put_and_get_8_mib_objects() {
         "settings": { "location": dir.path().join("repos/load").to_str().expect("utf-8") },
         "encrypted": true,
         "crypto_settings": { "key_provider_name": "main", "key_provider_type": "local",
-            "settings": { "key_file": dir.path().join("load.key").to_str().expect("utf-8") } }
+            "settings": {} }
     });
     let r = client
         .put(format!("{base}/_snapshot/load"))

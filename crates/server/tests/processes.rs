@@ -175,7 +175,7 @@ fn repo_body(dir: &Path, name: &str) -> serde_json::Value {
         "settings": { "location": dir.join("repos").join(name).to_str().expect("utf-8") },
         "encrypted": true,
         "crypto_settings": { "key_provider_name": "main", "key_provider_type": "local",
-            "settings": { "key_file": dir.join(format!("{name}.key")).to_str().expect("utf-8") } }
+            "settings": {} }
     })
 }
 

@@ -60,7 +60,7 @@ async fn seed_data(c: &Client, base: &str, dir: &Path) {
         "settings": { "location": dir.join("repos/main").to_str().expect("utf-8") },
         "encrypted": true,
         "crypto_settings": { "key_provider_name": "main", "key_provider_type": "local",
-            "settings": { "key_file": dir.join("main.key").to_str().expect("utf-8") } }
+            "settings": {} }
     });
     let r = c
         .put(format!("{base}/_snapshot/main"))

@@ -1355,12 +1355,17 @@ fn count(calls: &std::path::Path) -> usize {
 #[tokio::test]
 async fn cache_flush_makes_the_next_request_verify_the_password_and_unwrap_keys_again() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let n = node(dir.path()).await;
-    n.user("alice", "alice-pw-1", &["repository_write"]).await;
-    // A repository whose key provider counts its calls.
+    // A repository whose key provider (declared by the operator) counts its calls.
     let (crypto, calls) = counting_provider(dir.path());
+    let mut decl = crypto["settings"].clone();
+    decl["type"] = json!("exec");
+    decl["allowed"] = json!(["k1"]);
+    let yaml = with_key_provider(&config_yaml(dir.path(), 3600, ""), "counted", &decl);
+    let n = node_in(dir.path(), &yaml).await;
+    n.user("alice", "alice-pw-1", &["repository_write"]).await;
     let mut body = n.repo_body("counted");
-    body["crypto_settings"] = crypto;
+    body["crypto_settings"] = json!({ "key_provider_name": "counted",
+        "key_provider_type": "exec", "settings": { "key_id": "k1" } });
     let r = n
         .admin(Method::PUT, "/_snapshot/counted", body.to_string())
         .await;

@@ -453,7 +453,16 @@ fn is_reserved(location: &Path) -> bool {
     location
         .parts()
         .next()
-        .is_some_and(|p| p.as_ref() == RESERVED_PREFIX)
+        .is_some_and(|p| is_reserved_segment(p.as_ref()))
+}
+
+/// Whether a path's first segment is the reserved prefix `.encrypt-repo`, compared without
+/// regard to case (ASCII and Unicode lower-casing): on a case-insensitive backend (a local disk
+/// on macOS or Windows, some S3-compatible servers) `.Encrypt-Repo/keyring/…` *is* the
+/// repository's metadata, so no case form of the prefix is ever a user object.
+#[must_use]
+pub fn is_reserved_segment(segment: &str) -> bool {
+    segment.eq_ignore_ascii_case(RESERVED_PREFIX) || segment.to_lowercase() == RESERVED_PREFIX
 }
 
 fn reject_reserved(location: &Path) -> Result<()> {

@@ -14,7 +14,9 @@ mod registration;
 mod repository;
 mod upload;
 
-pub use encrypted::{DEFAULT_PART_SIZE, EncryptedStore, MIN_PART_SIZE, StoreConfig};
+pub use encrypted::{
+    DEFAULT_PART_SIZE, EncryptedStore, MIN_PART_SIZE, StoreConfig, is_reserved_segment,
+};
 pub use error::{Error, Result};
 pub use lifecycle::{DataKeyInfo, RewrapReport, Shred, StatusWatch};
 pub use pool::BufferPool;

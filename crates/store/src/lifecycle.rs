@@ -214,7 +214,7 @@ impl Repository {
             .get(&target.key_provider_type)?
             .prepare(&mut target.settings)
             .await?;
-        let new = open_provider(registry, &target, &Default::default(), "target").await?;
+        let new = open_provider(registry, &target, &Default::default(), "target", None).await?;
         let status = new.status().await?;
         if !status.is_usable() {
             return Err(encrypt_repo_keys::Error::KeyUnavailable {
@@ -250,7 +250,11 @@ impl Repository {
                         message: e.to_string(),
                     }
                 })?;
-            reg.request.crypto_settings = Some(target.clone());
+            reg.request.crypto_settings = Some(if self.options().trusted_access.is_some() {
+                crate::repository::identity_only(registry, &target)?
+            } else {
+                target.clone()
+            });
             if update_json(store, &path, &reg, &version).await? {
                 *write_lock(&self.registration) = reg;
                 break;

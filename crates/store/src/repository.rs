@@ -1,5 +1,6 @@
 //! A registered repository: its registration, keyring, data-key caches and lock state.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
@@ -44,13 +45,28 @@ pub struct KeyringRecord {
 }
 
 /// Tuning for an opened repository.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RepositoryOptions {
     /// Data-key rotation and cache lifetimes.
     pub cache: CachePolicy,
     /// How often [`Repository::watch_key_status`] asks the provider whether the key is usable
     /// (default 5 minutes): a revoked key locks the repository, a restored one unlocks it.
     pub status_check_interval: std::time::Duration,
+    /// Where the key providers' *access* settings come from.
+    ///
+    /// `None` (the default; the CLI's choice): the settings recorded in storage, overlaid by the
+    /// `access` settings given to [`Repository::open`].
+    ///
+    /// `Some(map)`: storage is not trusted with how a key is reached. The map (by
+    /// `key_provider_name`: the provider type expected and its settings) is the only source of
+    /// access settings; of the settings recorded in storage only the provider's
+    /// [identity settings](encrypt_repo_keys::ProviderFactory::identity_settings) are used (and
+    /// must agree with the map's), a recorded provider the map does not name, or names with
+    /// another type, is refused, and a registration written (by [`Repository::register`] or a
+    /// re-wrap) records identity settings only. So nobody who can write to the bucket can make
+    /// the opener run a program, read a file or reach an address: `encrypt-repo serve` opens
+    /// every repository this way.
+    pub trusted_access: Option<Arc<BTreeMap<String, CryptoSettings>>>,
 }
 
 /// Default [`RepositoryOptions::status_check_interval`]: 5 minutes.
@@ -61,6 +77,7 @@ impl Default for RepositoryOptions {
         Self {
             cache: CachePolicy::default(),
             status_check_interval: DEFAULT_STATUS_CHECK_INTERVAL,
+            trusted_access: None,
         }
     }
 }
@@ -162,20 +179,10 @@ pub(crate) async fn create_json<T: Serialize>(
     }
 }
 
-/// Builds the provider of `crypto` with `access` settings laid over the stored ones; an access
-/// setting may not change an identity setting.
-pub(crate) async fn open_provider(
-    registry: &ProviderRegistry,
-    crypto: &CryptoSettings,
-    access: &Settings,
-    field: &str,
-) -> Result<Arc<dyn KeyProvider>> {
-    let factory = registry.get(&crypto.key_provider_type)?;
-    let mut settings = crypto.settings.clone();
-    for (k, v) in access {
-        if factory.identity_settings().contains(&k.as_str())
-            && settings.get(k).is_some_and(|s| s != v)
-        {
+/// Lays `over` on `settings`; a setting of `over` may not change an identity setting.
+fn overlay(settings: &mut Settings, over: &Settings, identity: &[&str], field: &str) -> Result<()> {
+    for (k, v) in over {
+        if identity.contains(&k.as_str()) && settings.get(k).is_some_and(|s| s != v) {
             return Err(Error::RegistrationConflict {
                 field: format!("{field}.settings.{k}"),
                 registered: settings[k].clone(),
@@ -184,6 +191,58 @@ pub(crate) async fn open_provider(
         }
         settings.insert(k.clone(), v.clone());
     }
+    Ok(())
+}
+
+/// `crypto` with only its provider's identity settings (what a registration written under
+/// [`RepositoryOptions::trusted_access`] records).
+pub(crate) fn identity_only(
+    registry: &ProviderRegistry,
+    crypto: &CryptoSettings,
+) -> Result<CryptoSettings> {
+    let identity = registry.get(&crypto.key_provider_type)?.identity_settings();
+    let mut c = crypto.clone();
+    c.settings.retain(|k, _| identity.contains(&k.as_str()));
+    Ok(c)
+}
+
+/// Builds the provider of `crypto` (as recorded in storage) with `access` settings laid over
+/// the recorded ones; under `trusted` (see [`RepositoryOptions::trusted_access`]) only the
+/// recorded identity settings are kept and the trusted entry supplies the rest.
+pub(crate) async fn open_provider(
+    registry: &ProviderRegistry,
+    crypto: &CryptoSettings,
+    access: &Settings,
+    field: &str,
+    trusted: Option<&BTreeMap<String, CryptoSettings>>,
+) -> Result<Arc<dyn KeyProvider>> {
+    let factory = registry.get(&crypto.key_provider_type)?;
+    let identity = factory.identity_settings();
+    let mut settings = match trusted {
+        None => crypto.settings.clone(),
+        Some(map) => {
+            let t = map
+                .get(&crypto.key_provider_name)
+                .ok_or_else(|| Error::Setting {
+                    setting: format!("{field}.key_provider_name"),
+                    problem: format!(
+                        "the registration in storage names key provider {:?}, which this repository is not configured to use",
+                        crypto.key_provider_name
+                    ),
+                })?;
+            if t.key_provider_type != crypto.key_provider_type {
+                return Err(Error::RegistrationConflict {
+                    field: format!("{field}.key_provider_type"),
+                    registered: crypto.key_provider_type.clone(),
+                    requested: t.key_provider_type.clone(),
+                });
+            }
+            let mut s = identity_only(registry, crypto)?.settings;
+            overlay(&mut s, &t.settings, identity, field)?;
+            s
+        }
+    };
+    overlay(&mut settings, access, identity, field)?;
     Ok(factory.open(&settings).await?)
 }
 
@@ -263,12 +322,22 @@ impl Repository {
             request.chunk_size =
                 Some(crate::registration::chunk_size(request.chunk_size)?.bytes() as u64);
             request.path_binding = Some(request.path_binding.unwrap_or(true));
+            let mut recorded = request.clone();
+            if options.trusted_access.is_some() {
+                // Storage records what the key is, never how to reach it.
+                if let Some(c) = &mut recorded.crypto_settings {
+                    *c = identity_only(registry, c)?;
+                }
+                for e in &mut recorded.escrow {
+                    *e = identity_only(registry, e)?;
+                }
+            }
             let registration = Registration {
                 format: 1,
                 repository_id: RepositoryId::random()
                     .map_err(encrypt_repo_keys::Error::from)?
                     .to_hex(),
-                request: request.clone(),
+                request: recorded,
             };
             if create_json(store.as_ref(), REGISTRATION, &registration).await? {
                 let repository =
@@ -361,7 +430,9 @@ impl Repository {
                         .join(", ")
                 ),
             })?;
-        let provider = open_provider(registry, escrow, access, "escrow").await?;
+        let trusted = options.trusted_access.clone();
+        let provider =
+            open_provider(registry, escrow, access, "escrow", trusted.as_deref()).await?;
         let mut repo = Self::build(store, registration, Some(provider), Vec::new(), options)?;
         repo.read_only = Some(format!(
             "opened with escrow provider {escrow_name}; writing needs the main key provider"
@@ -381,10 +452,12 @@ impl Repository {
             registration.request.encrypted,
         ) {
             (Some(c), true) => {
-                let main = open_provider(registry, c, access, "crypto_settings").await?;
+                let trusted = options.trusted_access.clone();
+                let trusted = trusted.as_deref();
+                let main = open_provider(registry, c, access, "crypto_settings", trusted).await?;
                 let mut escrow = Vec::new();
                 for e in &registration.request.escrow {
-                    let p = open_provider(registry, e, &Settings::new(), "escrow").await?;
+                    let p = open_provider(registry, e, &Settings::new(), "escrow", trusted).await?;
                     escrow.push((e.key_provider_name.clone(), p));
                 }
                 (Some(main), escrow)
@@ -470,7 +543,7 @@ impl Repository {
     /// The options the repository was opened with.
     #[must_use]
     pub fn options(&self) -> RepositoryOptions {
-        self.options
+        self.options.clone()
     }
 
     /// Why the repository is locked, if it is.

@@ -303,6 +303,7 @@ fn short(ttl_ms: u64, check_ms: u64) -> RepositoryOptions {
             ..CachePolicy::default()
         },
         status_check_interval: Duration::from_millis(check_ms),
+        ..RepositoryOptions::default()
     }
 }
 

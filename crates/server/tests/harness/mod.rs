@@ -52,6 +52,10 @@ server:
   listen: 127.0.0.1:0
   reload_interval_seconds: {reload_seconds}
   fs_roots: [ "{roots}" ]
+  key_providers:
+    main: {{ type: local, key_directory: "{keys}" }}
+    next: {{ type: local, key_directory: "{keys}" }}
+    escrow: {{ type: local, key_directory: "{keys}/escrow" }}
   system_repository:
     type: fs
     settings: {{ location: "{sys}" }}
@@ -62,6 +66,7 @@ server:
       settings: {{ key_file: "{key}" }}
 "#,
         roots = dir.join("repos").display(),
+        keys = dir.join("keys").display(),
         sys = dir.join("system").display(),
         key = dir.join("system.key").display(),
     )
@@ -91,6 +96,40 @@ pub async fn node_in(dir: &Path, yaml: &str) -> Node {
 
 pub async fn node(dir: &Path) -> Node {
     node_in(dir, &config_yaml(dir, 3600, "")).await
+}
+
+/// `yaml` (one of this harness's configs) with key provider `name` declared as `decl`.
+pub fn with_key_provider(yaml: &str, name: &str, decl: &Value) -> String {
+    let at = yaml.find("  key_providers:\n").expect("key_providers") + "  key_providers:\n".len();
+    format!("{}    {name}: {decl}\n{}", &yaml[..at], &yaml[at..])
+}
+
+/// `yaml` (one of this harness's configs) with storage backend `name` declared as `decl`.
+pub fn with_storage(yaml: &str, name: &str, decl: &Value) -> String {
+    match yaml.find("\n  storage:\n") {
+        Some(i) => {
+            let at = i + "\n  storage:\n".len();
+            format!("{}    {name}: {decl}\n{}", &yaml[..at], &yaml[at..])
+        }
+        None => format!("{}\n  storage:\n    {name}: {decl}\n", yaml.trim_end()),
+    }
+}
+
+impl Node {
+    /// The key file the server made for repository `repo`'s main (local) provider.
+    pub fn key_file(&self, repo: &str) -> PathBuf {
+        let loaded = self.app.loaded();
+        let c = loaded.registrations.value[repo]
+            .crypto_settings
+            .clone()
+            .expect("encrypted");
+        let dir = if c.key_provider_name == "escrow" {
+            self.dir.join("keys/escrow")
+        } else {
+            self.dir.join("keys")
+        };
+        dir.join(&c.settings["key_file"])
+    }
 }
 
 impl Node {
@@ -196,7 +235,7 @@ impl Node {
             "crypto_settings": {
                 "key_provider_name": "main",
                 "key_provider_type": "local",
-                "settings": { "key_file": self.dir.join(format!("{name}.key")).to_str().expect("utf-8") }
+                "settings": {}
             }
         })
     }
