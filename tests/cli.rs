@@ -25,6 +25,7 @@
 mod audit;
 mod backup;
 mod bench;
+mod durability;
 mod serve;
 mod services;
 mod support;

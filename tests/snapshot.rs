@@ -121,6 +121,8 @@ fn restore_opts(snapshot: Option<&str>) -> RestoreOptions {
     RestoreOptions {
         prefix: PREFIX.into(),
         snapshot: snapshot.map(str::to_owned),
+        host: None,
+        source: None,
         concurrency: 4,
     }
 }
@@ -399,7 +401,8 @@ async fn round_trip(backend: Backend) {
 
     let list = snapshot::list_snapshots(r.store.clone(), PREFIX)
         .await
-        .unwrap();
+        .unwrap()
+        .snapshots;
     assert_eq!(list.len(), 1);
     assert_eq!(list[0].id, id);
     assert_eq!(list[0].files, 16);
@@ -518,7 +521,8 @@ async fn unchanged_tree_uploads_nothing_and_one_change_uploads_one() {
 
     let list = snapshot::list_snapshots(r.store.clone(), PREFIX)
         .await
-        .unwrap();
+        .unwrap()
+        .snapshots;
     let ids: Vec<_> = list.iter().map(|s| s.id.clone()).collect();
     assert_eq!(
         ids,
@@ -947,6 +951,116 @@ async fn hostile_and_malformed_manifests() {
             .unwrap_err();
         assert!(matches!(err, Error::Corrupt { .. }), "{err:?}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_latest_snapshot_is_of_the_host_and_directory_asked_for_and_a_bad_manifest_is_skipped()
+{
+    let r = repo(Backend::Memory).await;
+    let src = TempDir::new().unwrap();
+    write(src.path(), b"f", b"ours", 0o644);
+    let ours = backup(&r.store, src.path()).await.snapshot_id.unwrap();
+
+    // A later snapshot of another machine sharing the prefix, and a later one of another
+    // directory of this machine.
+    let mut m = latest_manifest(&r.store).await;
+    let theirs = "29990101T000000Z-00000001";
+    m["id"] = theirs.into();
+    m["host"] = "another-host".into();
+    let at = Path::from(format!("backup/snapshots/{theirs}.json"));
+    r.store
+        .put(&at, serde_json::to_vec(&m).unwrap().into())
+        .await
+        .unwrap();
+    let elsewhere = "29990101T000000Z-00000002";
+    let mut e = latest_manifest(&r.store).await;
+    e["id"] = elsewhere.into();
+    e["host"] = snapshot::this_host().into();
+    e["source"] = "/some/other/dir".into();
+    let at = Path::from(format!("backup/snapshots/{elsewhere}.json"));
+    r.store
+        .put(&at, serde_json::to_vec(&e).unwrap().into())
+        .await
+        .unwrap();
+
+    let pick = |host: Option<String>, source: Option<String>| RestoreOptions {
+        host,
+        source,
+        ..restore_opts(None)
+    };
+    let dst = TempDir::new().unwrap();
+    let source = src
+        .path()
+        .canonicalize()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let here = Some(snapshot::this_host());
+    let rr = snapshot::restore(
+        r.store.clone(),
+        dst.path(),
+        &pick(here.clone(), Some(source)),
+        &NoProgress,
+    )
+    .await
+    .unwrap();
+    assert_eq!(rr.snapshot_id, ours);
+    let rr = snapshot::restore(
+        r.store.clone(),
+        dst.path(),
+        &pick(here.clone(), None),
+        &NoProgress,
+    )
+    .await
+    .unwrap();
+    assert_eq!(rr.snapshot_id, elsewhere);
+    let rr = snapshot::restore(r.store.clone(), dst.path(), &pick(None, None), &NoProgress)
+        .await
+        .unwrap();
+    assert_eq!(
+        rr.snapshot_id, elsewhere,
+        "within one second the last id wins"
+    );
+    let rr = snapshot::restore(
+        r.store.clone(),
+        dst.path(),
+        &pick(Some("another-host".into()), None),
+        &NoProgress,
+    )
+    .await
+    .unwrap();
+    assert_eq!(rr.snapshot_id, theirs);
+    let err = snapshot::restore(
+        r.store.clone(),
+        dst.path(),
+        &pick(Some("nobody".into()), None),
+        &NoProgress,
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, Error::NoMatchingSnapshot { .. }), "{err:?}");
+    assert!(err.is_not_found());
+
+    // The newest manifest tampered with (here: not a manifest at all): named, passed over.
+    let newest = "29990101T000000Z-00000003";
+    let at = Path::from(format!("backup/snapshots/{newest}.json"));
+    r.store
+        .put(&at, b"{\"version\": 1}".to_vec().into())
+        .await
+        .unwrap();
+    let rr = snapshot::restore(r.store.clone(), dst.path(), &pick(here, None), &NoProgress)
+        .await
+        .unwrap();
+    assert_eq!(rr.snapshot_id, elsewhere);
+    assert_eq!(rr.skipped_manifests.len(), 1, "{:?}", rr.skipped_manifests);
+    assert!(rr.skipped_manifests[0].path.contains(newest));
+    let list = snapshot::list_snapshots(r.store.clone(), PREFIX)
+        .await
+        .unwrap();
+    let ids: Vec<_> = list.snapshots.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(ids, [ours.as_str(), theirs, elsewhere]);
+    assert_eq!(list.bad.len(), 1);
+    assert!(list.bad[0].path.contains(newest), "{:?}", list.bad);
 }
 
 // ------------------------------------------------------------------------------------------

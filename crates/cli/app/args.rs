@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use clap::builder::BoolishValueParser;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Client-side encrypting object-storage repository: S3, GCS, Azure Blob or a local disk only
@@ -52,10 +53,10 @@ pub(crate) struct Global {
     )]
     pub(crate) store_options: Vec<(String, String)>,
     /// Print one JSON object (the summary, or the error) on stdout.
-    #[arg(long, global = true, env = "ENCRYPT_REPO_JSON")]
+    #[arg(long, global = true, env = "ENCRYPT_REPO_JSON", value_parser = BoolishValueParser::new())]
     pub(crate) json: bool,
     /// Print nothing on success (errors still go to stderr).
-    #[arg(short, long, global = true, env = "ENCRYPT_REPO_QUIET")]
+    #[arg(short, long, global = true, env = "ENCRYPT_REPO_QUIET", value_parser = BoolishValueParser::new())]
     pub(crate) quiet: bool,
     /// More detail on stderr (repeat for more).
     #[arg(
@@ -91,8 +92,12 @@ pub(crate) enum Command {
     Restore(Restore),
     /// List the snapshots of a backup prefix.
     Snapshots(Snapshots),
-    /// Authenticate every object completely and check its data key; names each bad object.
+    /// Authenticate every object completely and check its data key; names each bad object and
+    /// the staging files interrupted writes left in a local repository.
     Verify(Verify),
+    /// Remove the staging files interrupted writes left in a local repository directory
+    /// (`<name>#N`, `.encrypt-repo-get-*`, `.encrypt-repo-restore-*`) not written to for a while.
+    Cleanup(Cleanup),
     /// Key lifecycle: status, rotate, rewrap, shred.
     #[command(subcommand)]
     Keys(Keys),
@@ -157,11 +162,12 @@ pub(crate) struct Init {
     #[arg(
         long,
         env = "ENCRYPT_REPO_NO_ENCRYPTION",
-        conflicts_with = "key_provider"
+        conflicts_with = "key_provider",
+        value_parser = BoolishValueParser::new()
     )]
     pub(crate) no_encryption: bool,
     /// Do not bind objects to their paths (allows server-side copies; moved objects go undetected).
-    #[arg(long, env = "ENCRYPT_REPO_NO_PATH_BINDING")]
+    #[arg(long, env = "ENCRYPT_REPO_NO_PATH_BINDING", value_parser = BoolishValueParser::new())]
     pub(crate) no_path_binding: bool,
 }
 
@@ -246,12 +252,12 @@ pub(crate) struct Backup {
     #[arg(long, default_value_t = 4, env = "ENCRYPT_REPO_CONCURRENCY")]
     pub(crate) concurrency: usize,
     /// Walk and hash, report what would be uploaded, write nothing.
-    #[arg(long, env = "ENCRYPT_REPO_DRY_RUN")]
+    #[arg(long, env = "ENCRYPT_REPO_DRY_RUN", value_parser = BoolishValueParser::new())]
     pub(crate) dry_run: bool,
     /// Register the repository first unless it already is, as `init` would: with
     /// --key-provider (default local) and the --key-setting values. A new local key file is
     /// created (mode 0600) with a warning to back it up.
-    #[arg(long, env = "ENCRYPT_REPO_INIT")]
+    #[arg(long, env = "ENCRYPT_REPO_INIT", value_parser = BoolishValueParser::new())]
     pub(crate) init: bool,
     /// Key provider type for --init (ignored without it, so the variable can be set for both).
     #[arg(long, default_value = "local", env = "ENCRYPT_REPO_KEY_PROVIDER")]
@@ -330,9 +336,25 @@ pub(crate) struct Restore {
     /// Prefix inside the repository that holds the backups.
     #[arg(long, default_value = "backup", env = "ENCRYPT_REPO_PREFIX")]
     pub(crate) prefix: String,
-    /// Snapshot id (default: the latest).
+    /// Snapshot id, or a unique prefix of one (default: the latest of --host and --path).
     #[arg(long, env = "ENCRYPT_REPO_SNAPSHOT")]
     pub(crate) snapshot: Option<String>,
+    /// Without --snapshot: the latest snapshot taken on this host (default: this machine's
+    /// name), as restic's --host.
+    #[arg(
+        long,
+        value_name = "HOST",
+        env = "ENCRYPT_REPO_HOST",
+        conflicts_with = "any_host"
+    )]
+    pub(crate) host: Option<String>,
+    /// Without --snapshot: the latest snapshot of any host.
+    #[arg(long, value_parser = BoolishValueParser::new())]
+    pub(crate) any_host: bool,
+    /// Without --snapshot: the latest snapshot of this backed-up directory (as `snapshots`
+    /// shows it in its source column).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) path: Option<String>,
     /// Files downloaded at once.
     #[arg(long, default_value_t = 4, env = "ENCRYPT_REPO_CONCURRENCY")]
     pub(crate) concurrency: usize,
@@ -356,6 +378,20 @@ pub(crate) struct Verify {
     /// Only objects under this prefix.
     #[arg(long, env = "ENCRYPT_REPO_PREFIX")]
     pub(crate) prefix: Option<String>,
+}
+
+/// `cleanup`.
+#[derive(Debug, Args)]
+pub(crate) struct Cleanup {
+    #[command(flatten)]
+    pub(crate) repo: Repo,
+    /// Only files not written to for this long (30s, 15m, 12h, 7d; 0 for every leftover). A
+    /// write still in progress touches its file all the time, so the default cannot catch one.
+    #[arg(long, value_name = "AGE", default_value = "1d", value_parser = duration)]
+    pub(crate) older_than: std::time::Duration,
+    /// List what would be removed, remove nothing.
+    #[arg(long, value_parser = BoolishValueParser::new())]
+    pub(crate) dry_run: bool,
 }
 
 /// `keys …`.
@@ -431,6 +467,24 @@ fn key_value(s: &str) -> Result<(String, String), String> {
         Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
         _ => Err(format!("expected K=V, got {s:?}")),
     }
+}
+
+/// `0`, `90s`, `15m`, `12h`, `7d` (a bare number is seconds).
+pub(crate) fn duration(s: &str) -> Result<std::time::Duration, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (n, unit) = t.split_at(split);
+    let n: u64 = n.parse().map_err(|_| format!("not a duration: {s:?}"))?;
+    let mult: u64 = match unit.trim() {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("unknown unit in {s:?} (use s, m, h or d)")),
+    };
+    n.checked_mul(mult)
+        .map(std::time::Duration::from_secs)
+        .ok_or_else(|| format!("duration too long: {s:?}"))
 }
 
 /// `1048576`, `64KiB`, `1MiB`, `16M`, `1m`.

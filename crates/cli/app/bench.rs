@@ -12,6 +12,7 @@
 //! | time to the first byte of a get | the same get unencrypted |
 //! | a 1-byte range read (latency, backend requests and bytes) | the same read unencrypted |
 //! | peak resident memory of a local put and get | the same put and get unencrypted |
+//! | a local put and 4 KiB puts with fsync (as the CLI writes local repositories) | the same without fsync |
 //!
 //! Crypto figures work in place on a buffer of `--crypto-size` bytes (64 MiB by default) and
 //! repeat each pass until it has run for a quarter of a second. Store figures move `--size` bytes
@@ -619,6 +620,97 @@ async fn store_pair(
     Ok(())
 }
 
+/// Small objects per round of the fsync figures (each is one put, as a keyring record, a
+/// manifest or a small file of a backup is).
+const SMALL_PUTS: usize = 32;
+/// Bytes per small object.
+const SMALL_SIZE: usize = 4096;
+
+/// What durability costs on a local directory: the encrypted put of `--size` bytes and
+/// [`SMALL_PUTS`] puts of [`SMALL_SIZE`] bytes, each with fsync (file before its rename into
+/// place, directory after, as the CLI opens local repositories) against the same without.
+async fn fsync_cost(
+    a: &args::Bench,
+    work: &std::path::Path,
+    keys: &std::path::Path,
+    chunk: ChunkSize,
+    piece: &Bytes,
+    report: &mut Report,
+) -> Result<()> {
+    let (plain_dir, synced_dir) = (work.join("no-fsync"), work.join("fsync"));
+    for d in [&plain_dir, &synced_dir] {
+        std::fs::create_dir_all(d)?;
+    }
+    let part = a.part_size as usize;
+    let stores = [
+        encrypted(
+            Arc::new(LocalFileSystem::new_with_prefix(&plain_dir)?),
+            keys,
+            chunk,
+            part,
+        )
+        .await?,
+        encrypted(
+            Arc::new(crate::app::open::durable_local(&synced_dir)?),
+            keys,
+            chunk,
+            part,
+        )
+        .await?,
+    ];
+    let small = random_piece(SMALL_SIZE)?;
+    let mut big: [Vec<f64>; 2] = Default::default();
+    let mut many: [Vec<f64>; 2] = Default::default();
+    for round in 0..a.rounds {
+        for (i, store) in stores.iter().enumerate() {
+            let which = if i == 0 { "without" } else { "with" };
+            report.step(&format!(
+                "local put {which} fsync, round {}/{}",
+                round + 1,
+                a.rounds
+            ));
+            let start = Instant::now();
+            put(store, &Path::from(OBJECT), a.size, piece, a.concurrency).await?;
+            big[i].push(mib_per_s(a.size as usize, start.elapsed()));
+            let start = Instant::now();
+            for n in 0..SMALL_PUTS {
+                store
+                    .put(
+                        &Path::from(format!("bench/small/{n}")),
+                        small.clone().into(),
+                    )
+                    .await?;
+            }
+            many[i].push(SMALL_PUTS as f64 / start.elapsed().as_secs_f64().max(1e-9));
+        }
+    }
+    let rows = [
+        ("local put encrypted", big, "MiB/s"),
+        ("local 4 KiB puts encrypted", many, "objects/s"),
+    ];
+    for (what, [plain, synced], unit) in rows {
+        let base_name = format!("{what}, no fsync");
+        let base = median(plain);
+        report.add(Figure {
+            group: "durability",
+            name: base_name.clone(),
+            value: base,
+            unit,
+            baseline: None,
+            target: None,
+        });
+        report.add(Figure {
+            group: "durability",
+            name: format!("{what}, fsync"),
+            value: median(synced),
+            unit,
+            baseline: Some((base_name, base)),
+            target: None,
+        });
+    }
+    Ok(())
+}
+
 /// 1-byte range reads at random offsets: latency, backend requests and bytes per read, with the
 /// header not yet cached (a fresh store per read) and cached.
 async fn range_reads(
@@ -800,7 +892,7 @@ pub(crate) async fn bench(a: &args::Bench, out: &Output) -> Result<(String, Valu
     for d in [&keys, &plain_dir, &enc_dir] {
         std::fs::create_dir_all(d)?;
     }
-    let steps = u64::from(a.rounds) * (1 + 4 + 1 + if a.skip_memory_backend { 0 } else { 4 });
+    let steps = u64::from(a.rounds) * (1 + 4 + 1 + 2 + if a.skip_memory_backend { 0 } else { 4 });
     let progress = out.steps(steps, "bench");
     let mut report = Report {
         figures: Vec::new(),
@@ -839,6 +931,7 @@ pub(crate) async fn bench(a: &args::Bench, out: &Output) -> Result<(String, Valu
         enc.delete(&Path::from(OBJECT)).await.ok();
     }
     range_reads(a, &enc_dir, &keys, chunk, &mut report).await?;
+    fsync_cost(a, work.path(), &keys, chunk, &piece, &mut report).await?;
     if !a.skip_memory_backend {
         let plain = InMemory::new();
         let enc = encrypted(

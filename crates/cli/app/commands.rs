@@ -12,8 +12,9 @@ use encrypt_repo::store::{
     BufferPool, CryptoSettings, EncryptedStore, RegistrationRequest, Repository, RepositoryOptions,
     Shred,
 };
-use futures::{StreamExt as _, TryStreamExt as _};
+use futures::StreamExt as _;
 use object_store::path::Path as ObjectPath;
+use object_store::prefix::PrefixStore;
 use object_store::{
     GetOptions, GetRange, ObjectStore, ObjectStoreExt as _, PutPayload, WriteMultipart,
 };
@@ -21,8 +22,10 @@ use serde_json::{Value, json};
 
 use crate::app::args;
 use crate::app::exit::{KeyUnavailable, Partial, Usage, render};
-use crate::app::open::{self, NotFound};
+use crate::app::listing;
+use crate::app::open::{self, Backend, NotFound};
 use crate::app::output::{Output, human_bytes};
+use crate::app::source::SourceFile;
 
 /// Plaintext read from a file or stdin per upload piece.
 pub(crate) const PIECE: usize = 4 << 20;
@@ -44,6 +47,9 @@ const KEEP_READ_BUFFERS: usize = READ_AHEAD + 3;
 /// object.
 const RESERVED: &str = ".encrypt-repo";
 
+/// The longest object name S3, Azure Blob and GCS all accept (bytes).
+const MAX_NAME: usize = 1024;
+
 fn object_path(name: &str) -> Result<ObjectPath> {
     let path =
         ObjectPath::parse(name).map_err(|e| Usage(format!("invalid object name {name:?}: {e}")))?;
@@ -52,7 +58,41 @@ fn object_path(name: &str) -> Result<ObjectPath> {
             "{name:?} is inside the reserved prefix {RESERVED}/ (the repository's own records)"
         )));
     }
+    // Refused on every backend, so that any repository can be copied to a local one.
+    if path
+        .filename()
+        .is_some_and(crate::app::staging::is_staging_name)
+    {
+        bail!(Usage(format!(
+            "object name {name:?} cannot be stored: a name ending in #<digits> is the form of \
+             a local repository's staging files"
+        )));
+    }
+    if path.as_ref().len() > MAX_NAME {
+        bail!(Usage(format!(
+            "object name of {} bytes cannot be stored: object stores accept at most {MAX_NAME}",
+            path.as_ref().len()
+        )));
+    }
     Ok(path)
+}
+
+/// `e` as a usage error naming `name` when the backend refused the name itself (a segment
+/// longer than the file system allows); otherwise `e` unchanged.
+fn unstorable_name(e: anyhow::Error, name: &str) -> anyhow::Error {
+    let refused = e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::InvalidFilename)
+    });
+    if refused {
+        anyhow::Error::new(Usage(format!(
+            "object name {name:?} cannot be stored by this repository's backend (a part \
+             between slashes is longer than its file system allows): {}",
+            render(&e)
+        )))
+    } else {
+        e
+    }
 }
 
 fn settings(pairs: &[(String, String)]) -> Settings {
@@ -216,9 +256,10 @@ pub(crate) async fn put(a: &args::Put, g: &args::Global, out: &Output) -> Result
                 (Box::new(std::io::stdin()), None, "standard input".into())
             }
             Some(p) => {
-                let f = std::fs::File::open(p)
+                // Checked at the end: a file that changed while being read is not stored.
+                let f = SourceFile::open(p)
                     .map_err(|e| anyhow::Error::new(NotFound(format!("{}: {e}", p.display()))))?;
-                let len = f.metadata().map(|m| m.len()).ok();
+                let len = Some(f.len());
                 (Box::new(f), len, p.display().to_string())
             }
         };
@@ -274,7 +315,9 @@ pub(crate) async fn put(a: &args::Put, g: &args::Global, out: &Output) -> Result
     drop(rx);
     reader.await.ok();
     progress.finish();
-    result.with_context(|| format!("uploading {source} to {}", a.object))?;
+    result
+        .map_err(|e| unstorable_name(e, &a.object))
+        .with_context(|| format!("uploading {source} to {}", a.object))?;
     Ok((
         format!("{} → {} ({})", source, a.object, human_bytes(uploaded)),
         json!({"object": a.object, "bytes": uploaded}),
@@ -304,6 +347,36 @@ pub(crate) fn parse_range(s: &str) -> Result<GetRange> {
     })
 }
 
+/// Refuses a range that starts at or past the end of the object, naming plaintext offsets
+/// (the backend, asked for the covering ciphertext, would name its own).
+async fn check_range(
+    store: &open::Store,
+    path: &ObjectPath,
+    range: &GetRange,
+    text: &str,
+) -> Result<()> {
+    let start = match range {
+        GetRange::Bounded(r) => r.start,
+        GetRange::Offset(o) => *o,
+        GetRange::Suffix(_) => return Ok(()),
+    };
+    let size = store
+        .head(path)
+        .await
+        .with_context(|| format!("reading object {path}"))?
+        .size;
+    if start >= size {
+        let valid = match size {
+            0 => "it is empty, so no range is".to_owned(),
+            n => format!("valid offsets are 0-{}", n - 1),
+        };
+        bail!(Usage(format!(
+            "--range {text}: starts at byte {start}, but {path} has {size} bytes ({valid})"
+        )));
+    }
+    Ok(())
+}
+
 pub(crate) async fn get(a: &args::Get, g: &args::Global, out: &Output) -> Result<Done> {
     let to_stdout = match a.file.as_deref() {
         Some(p) if p.as_os_str() == "-" => true,
@@ -327,6 +400,9 @@ pub(crate) async fn get(a: &args::Get, g: &args::Global, out: &Output) -> Result
     let range = a.range.as_deref().map(parse_range).transpose()?;
     let (_, store) = open::open_store(&a.repo.repo, &g.store_options, &g.key_settings).await?;
     let path = object_path(&a.object)?;
+    if let (Some(r), Some(text)) = (&range, a.range.as_deref()) {
+        check_range(&store, &path, r, text).await?;
+    }
     let result = store
         .get_opts(
             &path,
@@ -480,13 +556,12 @@ impl EarlyWriteback {
     }
 }
 
-pub(crate) async fn ls(a: &args::Ls, g: &args::Global) -> Result<Done> {
+pub(crate) async fn ls(a: &args::Ls, g: &args::Global, out: &Output) -> Result<Done> {
     let (_, store) = open::open_store(&a.repo.repo, &g.store_options, &g.key_settings).await?;
     let prefix = a.prefix.as_deref().map(object_path).transpose()?;
-    let mut metas: Vec<_> = store.list(prefix.as_ref()).try_collect().await?;
-    metas.sort_by(|x, y| x.location.cmp(&y.location));
+    let listing = listing::list(&store, prefix.as_ref()).await?;
     let mut human = String::new();
-    for m in &metas {
+    for m in &listing.objects {
         human += &format!(
             "{:>12}  {}  {}\n",
             m.size,
@@ -494,14 +569,33 @@ pub(crate) async fn ls(a: &args::Ls, g: &args::Global) -> Result<Done> {
             m.location
         );
     }
-    let objects: Vec<Value> = metas
+    let objects: Vec<Value> = listing
+        .objects
         .iter()
         .map(|m| {
             json!({"object": m.location.to_string(), "size": m.size,
                    "last_modified": m.last_modified.to_rfc3339()})
         })
         .collect();
-    Ok((human, json!({"objects": objects})))
+    let bad: Vec<Value> = listing
+        .bad
+        .iter()
+        .map(|b| json!({"object": b.object, "error": b.error}))
+        .collect();
+    let json = json!({"objects": objects, "bad": bad});
+    if !listing.bad.is_empty() {
+        // stdout keeps the listing's shape (scripts parse it); the bad ones go to the log.
+        for b in &listing.bad {
+            out.warn(&format!("BAD {}: {}", b.object, b.error));
+        }
+        out.done(&human, json);
+        bail!(Partial {
+            failed: listing.bad.len(),
+            total: listing.objects.len() + listing.bad.len(),
+            what: "objects",
+        });
+    }
+    Ok((human, json))
 }
 
 pub(crate) async fn rm(a: &args::Rm, g: &args::Global) -> Result<Done> {
@@ -532,9 +626,12 @@ pub(crate) async fn cp(a: &args::Cp, g: &args::Global) -> Result<Done> {
 }
 
 pub(crate) async fn verify(a: &args::Verify, g: &args::Global, out: &Output) -> Result<Done> {
-    let (_, store) = open::open_store(&a.repo.repo, &g.store_options, &g.key_settings).await?;
+    let (location, repo) = open::open(&a.repo.repo, &g.store_options, &g.key_settings).await?;
+    let leftovers = listing::leftovers(location.local_dir.clone()).await?;
+    let store = EncryptedStore::new(Arc::new(location.backend), repo);
     let prefix = a.prefix.as_deref().map(object_path).transpose()?;
-    let metas: Vec<_> = store.list(prefix.as_ref()).try_collect().await?;
+    let listing = listing::list(&store, prefix.as_ref()).await?;
+    let metas = listing.objects;
     let total: u64 = metas.iter().map(|m| m.size).sum();
     let progress = out.progress(Some(total), "verifying");
     let store = Arc::new(store);
@@ -565,12 +662,36 @@ pub(crate) async fn verify(a: &args::Verify, g: &args::Global, out: &Output) -> 
         .collect()
         .await;
     progress.finish();
+    let mut results = results;
+    results.extend(
+        listing
+            .bad
+            .into_iter()
+            .map(|b| (b.object, 0, Some(b.error))),
+    );
+    results.sort_by(|x, y| x.0.cmp(&y.0));
     let bad: Vec<&(String, u64, Option<String>)> =
         results.iter().filter(|r| r.2.is_some()).collect();
     let bytes: u64 = results.iter().map(|r| r.1).sum();
     let mut human = String::new();
     for (name, _, e) in &bad {
-        human += &format!("BAD {name}: {}\n", e.as_deref().unwrap_or_default());
+        let line = format!("BAD {name}: {}", e.as_deref().unwrap_or_default());
+        // -q prints no summary, but a job's log must still name every bad object.
+        if out.quiet && !out.json {
+            out.warn(&line);
+        }
+        human += &line;
+        human.push('\n');
+    }
+    let now = std::time::SystemTime::now();
+    for f in &leftovers {
+        out.warn(&format!(
+            "leftover of an interrupted write: {} ({}, last written {}s ago; \
+             `encrypt-repo cleanup` removes it)",
+            f.relative,
+            human_bytes(f.bytes),
+            f.age(now).as_secs()
+        ));
     }
     human += &format!(
         "verified {} object(s), {}: {} bad",
@@ -578,10 +699,18 @@ pub(crate) async fn verify(a: &args::Verify, g: &args::Global, out: &Output) -> 
         human_bytes(bytes),
         bad.len()
     );
+    if !leftovers.is_empty() {
+        human += &format!("; {} leftover staging file(s)", leftovers.len());
+    }
     let json = json!({
         "objects": results.len(),
         "bytes": bytes,
         "bad": bad.iter().map(|(n, _, e)| json!({"object": n, "error": e})).collect::<Vec<_>>(),
+        "leftovers": leftovers.iter().map(|f| json!({
+            "file": f.relative,
+            "bytes": f.bytes,
+            "age_seconds": f.age(now).as_secs(),
+        })).collect::<Vec<_>>(),
     });
     if !bad.is_empty() {
         out.done(&human, json);
@@ -636,8 +765,15 @@ pub(crate) async fn keys(k: &args::Keys, g: &args::Global, out: &Output) -> Resu
             let (location, repo) = open::open(&a.repo, &g.store_options, &g.key_settings).await?;
             let before = repo.data_key_ids().await?.len();
             repo.rotate_now().await;
-            let store = EncryptedStore::new(Arc::new(location.backend), repo.clone());
-            let marker = ObjectPath::from(".rotation-check");
+            // The probe object lives under the reserved prefix, where no user object can be
+            // (a user's `.rotation-check` is left alone): an encrypting store over the raw
+            // backend narrowed to `.encrypt-repo/rotation/` sees it as an ordinary object.
+            let probe: Backend = Arc::new(PrefixStore::new(
+                location.backend,
+                ObjectPath::from_iter([RESERVED, "rotation"]),
+            ));
+            let store = EncryptedStore::new(Arc::new(probe), repo.clone());
+            let marker = ObjectPath::from("check");
             store
                 .put(&marker, PutPayload::from_static(b""))
                 .await
@@ -758,14 +894,33 @@ pub(crate) async fn backup(a: &args::Backup, g: &args::Global, out: &Output) -> 
 pub(crate) async fn restore(a: &args::Restore, g: &args::Global, out: &Output) -> Result<Done> {
     let (_, store) = open::open_store(&a.repo.repo, &g.store_options, &g.key_settings).await?;
     let progress = out.progress(Some(0), "restore");
+    let host = match (&a.host, a.any_host) {
+        (_, true) => None,
+        (Some(h), false) => Some(h.clone()),
+        (None, false) => Some(encrypt_repo::snapshot::this_host()),
+    };
     let opts = encrypt_repo::snapshot::RestoreOptions {
         prefix: a.prefix.clone(),
         snapshot: a.snapshot.clone(),
+        host,
+        source: a.path.clone(),
         concurrency: a.concurrency.max(1),
     };
     let report = encrypt_repo::snapshot::restore(Arc::new(store), &a.dir, &opts, &progress).await;
     progress.finish();
     let report = report.with_context(|| format!("restoring into {}", a.dir.display()))?;
+    for f in &report.skipped_manifests {
+        out.warn(&format!(
+            "skipped unreadable snapshot manifest {}: {}",
+            f.path, f.error
+        ));
+    }
+    if report.removed_leftovers > 0 {
+        out.note(&format!(
+            "removed {} temporary file(s) an interrupted restore left",
+            report.removed_leftovers
+        ));
+    }
     let mut human = String::new();
     for f in &report.failed {
         human += &format!("FAILED {}: {}\n", f.path, f.error);
@@ -790,21 +945,34 @@ pub(crate) async fn restore(a: &args::Restore, g: &args::Global, out: &Output) -
     Ok((human, json))
 }
 
-pub(crate) async fn snapshots(a: &args::Snapshots, g: &args::Global) -> Result<Done> {
+pub(crate) async fn snapshots(a: &args::Snapshots, g: &args::Global, out: &Output) -> Result<Done> {
     let (_, store) = open::open_store(&a.repo.repo, &g.store_options, &g.key_settings).await?;
     let list = encrypt_repo::snapshot::list_snapshots(Arc::new(store), &a.prefix).await?;
     let mut human = String::new();
-    for s in &list {
+    for s in &list.snapshots {
         human += &format!(
-            "{}  {}  {} files  {}  {}\n",
+            "{}  {}  {} files  {}  {}  {}\n",
             s.id,
             s.time,
             s.files,
             human_bytes(s.bytes),
+            s.host,
             s.source
         );
     }
-    Ok((human, json!({ "snapshots": list })))
+    let json = json!({ "snapshots": list.snapshots, "bad": list.bad });
+    if !list.bad.is_empty() {
+        for f in &list.bad {
+            out.warn(&format!("BAD {}: {}", f.path, f.error));
+        }
+        out.done(&human, json);
+        bail!(Partial {
+            failed: list.bad.len(),
+            total: list.snapshots.len() + list.bad.len(),
+            what: "snapshot manifests",
+        });
+    }
+    Ok((human, json))
 }
 
 pub(crate) async fn serve(a: &args::Serve, out: &Output) -> Result<Done> {

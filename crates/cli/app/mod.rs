@@ -7,5 +7,8 @@ pub(crate) mod audit;
 pub(crate) mod bench;
 pub(crate) mod commands;
 pub(crate) mod exit;
+pub(crate) mod listing;
 pub(crate) mod open;
 pub(crate) mod output;
+pub(crate) mod source;
+pub(crate) mod staging;

@@ -241,15 +241,15 @@ async fn back_up_file(ctx: Arc<Ctx>, job: FileJob, tx: ProgressTx) -> Outcome {
     };
     let _guard = lock.lock().await;
     let location = ctx.layout.data(&id);
-    match ctx.store.head(&location).await {
-        Ok(meta) if meta.size == size => {
+    match stored(&ctx.store, &location, size).await {
+        Ok(true) => {
             return Outcome::Stored {
                 entry,
                 uploaded: None,
             };
         }
-        // Another size under this name cannot be this content: store it again.
-        Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+        // Missing, of another size, or damaged: store it (again).
+        Ok(false) => {}
         Err(e) => return Outcome::Fatal(Error::store("checking", &location, e)),
     }
     if ctx.dry_run {
@@ -283,6 +283,54 @@ async fn back_up_file(ctx: Arc<Ctx>, job: FileJob, tx: ProgressTx) -> Outcome {
         Ok(Err(why)) => failed(&job, why),
         Err(e) => Outcome::Fatal(Error::store("uploading", &location, e)),
     }
+}
+
+/// Whether the content object at `location` is stored, `size` bytes long and sound as far as
+/// one ranged read shows: its last byte is read, which authenticates the header (key
+/// commitment, repository and path binding, data key) and the final chunk, so a truncated,
+/// swapped or overwritten object is uploaded again instead of being counted as stored. (A
+/// file up to one chunk is read whole; damage inside an earlier chunk of a larger file is
+/// found by `verify`, and the object removed with `rm` is uploaded by the next backup.)
+///
+/// # Errors
+/// The store's error when it refuses every object (locked, key provider failing) or cannot be
+/// reached; an error about this object only means "not stored".
+async fn stored(
+    store: &Arc<dyn ObjectStore>,
+    location: &object_store::path::Path,
+    size: u64,
+) -> object_store::Result<bool> {
+    let about_this_object = |e: &object_store::Error| {
+        let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+        while let Some(c) = cur {
+            if let Some(s) = c.downcast_ref::<crate::store::Error>() {
+                return !matches!(
+                    s,
+                    crate::store::Error::Locked { .. }
+                        | crate::store::Error::Keys(_)
+                        | crate::store::Error::Store(_)
+                );
+            }
+            cur = c.source();
+        }
+        false
+    };
+    let meta = match store.head(location).await {
+        Ok(m) => m,
+        Err(object_store::Error::NotFound { .. }) => return Ok(false),
+        Err(e) if about_this_object(&e) => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    if meta.size != size {
+        return Ok(false);
+    }
+    let last = match store.get_range(location, size - 1..size).await {
+        Ok(b) => b,
+        Err(object_store::Error::NotFound { .. }) => return Ok(false),
+        Err(e) if about_this_object(&e) => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    Ok(last.len() == 1)
 }
 
 /// The keyed hash of `file`, the bytes read and, for a small file, its bytes.

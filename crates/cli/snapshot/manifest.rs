@@ -255,7 +255,7 @@ pub(crate) fn is_snapshot_id(s: &str) -> bool {
 }
 
 /// This machine's name, from the kernel (or `unknown`).
-fn host_name() -> String {
+pub(crate) fn host_name() -> String {
     ["/proc/sys/kernel/hostname", "/etc/hostname"]
         .iter()
         .find_map(|p| std::fs::read_to_string(p).ok())

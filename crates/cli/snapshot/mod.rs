@@ -81,6 +81,19 @@ pub enum Error {
         /// The snapshots it matches, comma-separated.
         matches: String,
     },
+    /// Snapshots exist, but none of the host (and directory) asked for.
+    #[error(
+        "no snapshot {what} under {prefix}/snapshots/ (`encrypt-repo snapshots <REPO> --prefix {prefix}` lists them with their hosts)"
+    )]
+    NoMatchingSnapshot {
+        /// What was asked for: `of host H`, `of host H and directory D`.
+        what: String,
+        /// The backup prefix.
+        prefix: String,
+        /// The store's not-found answer.
+        #[source]
+        source: object_store::Error,
+    },
     /// Nothing was backed up under this prefix.
     #[error("no snapshots under {prefix}/ (nothing has been backed up with this prefix)")]
     NoSnapshots {
@@ -129,7 +142,9 @@ impl Error {
     pub fn is_not_found(&self) -> bool {
         matches!(
             self,
-            Self::SnapshotNotFound { .. } | Self::NoSnapshots { .. }
+            Self::SnapshotNotFound { .. }
+                | Self::NoSnapshots { .. }
+                | Self::NoMatchingSnapshot { .. }
         )
     }
 
@@ -232,8 +247,14 @@ pub struct BackupReport {
 pub struct RestoreOptions {
     /// The backup prefix in the store.
     pub prefix: String,
-    /// The snapshot (an id or a unique prefix of one); the latest if `None`.
+    /// The snapshot (an id or a unique prefix of one); if `None`, the latest of `host` and
+    /// `source`.
     pub snapshot: Option<String>,
+    /// Without `snapshot`: only snapshots taken on this host (any host if `None`;
+    /// [`this_host`] is the machine's own name).
+    pub host: Option<String>,
+    /// Without `snapshot`: only snapshots of this backed-up directory (any if `None`).
+    pub source: Option<String>,
     /// Files downloaded at once (at least 1).
     pub concurrency: usize,
 }
@@ -253,6 +274,12 @@ pub struct RestoreReport {
     pub bytes: u64,
     /// What could not be restored; nothing partial is left for them.
     pub failed: Vec<Failure>,
+    /// Manifests that could not be read (tampered, truncated, not a manifest) and were passed
+    /// over while looking for the latest snapshot.
+    pub skipped_manifests: Vec<Failure>,
+    /// Temporary files an earlier, interrupted restore left in the directories restored into,
+    /// removed by this one.
+    pub removed_leftovers: u64,
 }
 
 /// One snapshot, as [`list_snapshots`] describes it.
@@ -264,10 +291,28 @@ pub struct SnapshotInfo {
     pub time: String,
     /// The directory that was backed up.
     pub source: String,
+    /// The host it was backed up on.
+    pub host: String,
     /// Regular files.
     pub files: u64,
     /// Bytes of the files.
     pub bytes: u64,
+}
+
+/// What [`list_snapshots`] found.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SnapshotList {
+    /// The snapshots, oldest first.
+    pub snapshots: Vec<SnapshotInfo>,
+    /// Manifests that could not be read or parsed (tampered, truncated, not a manifest), each
+    /// named by its location; the others are listed all the same.
+    pub bad: Vec<Failure>,
+}
+
+/// This machine's name, as backups record it in their manifests.
+#[must_use]
+pub fn this_host() -> String {
+    manifest::host_name()
 }
 
 /// Object locations under a backup prefix.

@@ -19,7 +19,7 @@ use super::config::{self, ContentKey};
 use super::manifest::{Entry, Kind, Manifest, is_snapshot_id};
 use super::{
     Error, Event, Failure, Layout, Progress, ProgressTx, RestoreOptions, RestoreReport, Result,
-    SnapshotInfo, chain, hex,
+    SnapshotInfo, SnapshotList, chain, hex,
 };
 
 /// Name prefix of the temporary files and links a restore creates beside their targets.
@@ -46,14 +46,22 @@ pub async fn restore(
     opts: &RestoreOptions,
     progress: &dyn Progress,
 ) -> Result<RestoreReport> {
+    let started = std::time::SystemTime::now();
     let layout = Layout::new(&opts.prefix)?;
     let key = match config::load(&store, &layout).await? {
         Some(k) => k,
         None => return Err(no_snapshots(&layout)),
     };
+    let mut skipped_manifests = Vec::new();
     let manifest = match &opts.snapshot {
         Some(id) => find(&store, &layout, id).await?,
-        None => latest(&store, &layout).await?,
+        None => {
+            let filter = Filter {
+                host: opts.host.as_deref(),
+                source: opts.source.as_deref(),
+            };
+            latest(&store, &layout, &filter, &mut skipped_manifests).await?
+        }
     };
     tokio::fs::create_dir_all(dir)
         .await
@@ -63,6 +71,7 @@ pub async fn restore(
         .map_err(|e| Error::io(dir, e))?;
     let mut report = RestoreReport {
         snapshot_id: manifest.id.clone(),
+        skipped_manifests,
         ..RestoreReport::default()
     };
 
@@ -88,6 +97,12 @@ pub async fn restore(
     })
     .await?;
     report.failed.extend(failed);
+
+    progress.note("removing what an interrupted restore left");
+    let scan: Vec<PathBuf> = std::iter::once(root.clone())
+        .chain(dirs.iter().map(|(parts, _)| join(&root, parts)))
+        .collect();
+    report.removed_leftovers = blocking(move || remove_leftovers(&scan, started)).await?;
 
     progress.add_total(files.iter().map(|(_, e)| e.size).sum());
     let ctx = Arc::new(Ctx {
@@ -115,32 +130,71 @@ pub async fn restore(
     Ok(report)
 }
 
-/// Every snapshot under `prefix`, oldest first.
+/// Every snapshot under `prefix`, oldest first, and the manifests that could not be read.
+///
+/// One tampered or malformed manifest is named in [`SnapshotList::bad`] and never hides the
+/// others.
 ///
 /// # Errors
-/// [`Error::Store`] if listing or reading a manifest fails (a wrong key fails here);
-/// [`Error::Corrupt`] for a malformed manifest.
-pub async fn list_snapshots(
-    store: Arc<dyn ObjectStore>,
-    prefix: &str,
-) -> Result<Vec<SnapshotInfo>> {
+/// [`Error::Store`] if listing fails, the repository refuses every object (locked, its key
+/// provider failing), or not one manifest can be read (a wrong key fails here);
+/// [`Error::Corrupt`] when the only manifests are malformed.
+pub async fn list_snapshots(store: Arc<dyn ObjectStore>, prefix: &str) -> Result<SnapshotList> {
     let layout = Layout::new(prefix)?;
     let mut out = Vec::new();
+    let mut bad = Unreadable::default();
     for id in snapshot_ids(&store, &layout).await? {
-        let m = read_manifest(&store, &layout, &id).await?;
-        out.push((
-            (m.time_unix, m.time_nsec),
-            SnapshotInfo {
-                id: m.id,
-                time: m.time,
-                source: m.source,
-                files: m.files,
-                bytes: m.bytes,
-            },
-        ));
+        match read_manifest(&store, &layout, &id).await {
+            Ok(m) => out.push((
+                (m.time_unix, m.time_nsec),
+                SnapshotInfo {
+                    id: m.id,
+                    time: m.time,
+                    source: m.source,
+                    host: m.host,
+                    files: m.files,
+                    bytes: m.bytes,
+                },
+            )),
+            Err(e) => bad.add(&layout, &id, e)?,
+        }
+    }
+    if out.is_empty()
+        && let Some(e) = bad.first
+    {
+        return Err(e);
     }
     out.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.id.cmp(&b.1.id)));
-    Ok(out.into_iter().map(|(_, i)| i).collect())
+    Ok(SnapshotList {
+        snapshots: out.into_iter().map(|(_, i)| i).collect(),
+        bad: bad.named,
+    })
+}
+
+/// Manifests that could not be read: each named, and the first error kept for when there is
+/// nothing else to show.
+#[derive(Default)]
+struct Unreadable {
+    named: Vec<Failure>,
+    first: Option<Error>,
+}
+
+impl Unreadable {
+    /// Records `e` for manifest `id`; an error that says the repository refuses every object
+    /// (locked, key provider failing) is returned instead, as it would fail every manifest.
+    fn add(&mut self, layout: &Layout, id: &str, e: Error) -> Result<()> {
+        if let Error::Store { source, .. } = &e
+            && refuses_everything(source)
+        {
+            return Err(e);
+        }
+        self.named.push(Failure {
+            path: layout.snapshot(id).to_string(),
+            error: chain(&e),
+        });
+        self.first.get_or_insert(e);
+        Ok(())
+    }
 }
 
 fn no_snapshots(layout: &Layout) -> Error {
@@ -200,25 +254,76 @@ async fn read_manifest(
     Ok(m)
 }
 
-/// The latest snapshot: the last by name, or among several of the same second the last by
-/// the time inside.
-async fn latest(store: &Arc<dyn ObjectStore>, layout: &Layout) -> Result<Manifest> {
+/// Which snapshots "the latest" is chosen among.
+#[derive(Debug)]
+struct Filter<'a> {
+    host: Option<&'a str>,
+    source: Option<&'a str>,
+}
+
+impl Filter<'_> {
+    fn matches(&self, m: &Manifest) -> bool {
+        self.host.is_none_or(|h| m.host == h) && self.source.is_none_or(|s| m.source == s)
+    }
+
+    fn describe(&self) -> String {
+        match (self.host, self.source) {
+            (Some(h), Some(s)) => format!("of host {h} and directory {s}"),
+            (Some(h), None) => format!("of host {h}"),
+            (None, Some(s)) => format!("of directory {s}"),
+            (None, None) => "at all".into(),
+        }
+    }
+}
+
+/// The latest snapshot `filter` accepts: manifests are read newest first (by name, that is to
+/// the second; within a second by the time inside) until one matches. A manifest that cannot be
+/// read is recorded in `skipped` and passed over, unless none at all can be read.
+async fn latest(
+    store: &Arc<dyn ObjectStore>,
+    layout: &Layout,
+    filter: &Filter<'_>,
+    skipped: &mut Vec<Failure>,
+) -> Result<Manifest> {
     let ids = snapshot_ids(store, layout).await?;
-    let Some(last) = ids.last() else {
+    if ids.is_empty() {
         return Err(no_snapshots(layout));
-    };
-    let second = &last[..16];
+    }
     let mut best: Option<Manifest> = None;
-    for id in ids.iter().filter(|id| id.starts_with(second)) {
-        let m = read_manifest(store, layout, id).await?;
+    let mut readable = false;
+    let mut bad = Unreadable::default();
+    for id in ids.iter().rev() {
+        if best.as_ref().is_some_and(|b| id[..16] < b.id[..16]) {
+            break; // an earlier second than the match: nothing newer can follow
+        }
+        let m = match read_manifest(store, layout, id).await {
+            Ok(m) => m,
+            Err(e) => {
+                bad.add(layout, id, e)?;
+                continue;
+            }
+        };
+        readable = true;
         let newer = best
             .as_ref()
             .is_none_or(|b| (m.time_unix, m.time_nsec, &m.id) > (b.time_unix, b.time_nsec, &b.id));
-        if newer {
+        if filter.matches(&m) && newer {
             best = Some(m);
         }
     }
-    best.ok_or_else(|| no_snapshots(layout))
+    *skipped = bad.named;
+    match (best, bad.first) {
+        (Some(m), _) => Ok(m),
+        (None, Some(e)) if !readable => Err(e),
+        (None, _) => Err(Error::NoMatchingSnapshot {
+            what: filter.describe(),
+            prefix: layout.prefix.to_string(),
+            source: object_store::Error::NotFound {
+                path: layout.snapshots().to_string(),
+                source: "no snapshot matches".into(),
+            },
+        }),
+    }
 }
 
 /// The snapshot `id` names: an id, or a prefix of exactly one.
@@ -338,6 +443,39 @@ fn finish_dirs(root: &FsPath, mut dirs: Dirs) -> (u64, Vec<Failure>) {
 
 fn mtime(e: &Entry) -> FileTime {
     FileTime::from_unix_time(e.mtime, e.mtime_nsec.min(999_999_999))
+}
+
+/// Removes the files named like this module's temporary files from `dirs` (not recursively)
+/// whose inode changed before `started` (status change time: a restore sets the temporary
+/// file's mtime to the entry's before renaming it, so the mtime says nothing): what an earlier
+/// restore left when it was killed. Two restores into one directory at once are not supported.
+fn remove_leftovers(dirs: &[PathBuf], started: std::time::SystemTime) -> u64 {
+    use std::os::unix::fs::MetadataExt as _;
+    let Ok(since) = started.duration_since(std::time::UNIX_EPOCH) else {
+        return 0;
+    };
+    let limit = (since.as_secs() as i64, i64::from(since.subsec_nanos()));
+    let mut removed = 0;
+    for dir in dirs {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            if !entry
+                .file_name()
+                .as_bytes()
+                .starts_with(TEMP_PREFIX.as_bytes())
+            {
+                continue;
+            }
+            let Ok(meta) = entry.metadata() else { continue };
+            let old = (meta.ctime(), meta.ctime_nsec()) < limit;
+            if old && !meta.is_dir() && std::fs::remove_file(entry.path()).is_ok() {
+                removed += 1;
+            }
+        }
+    }
+    removed
 }
 
 /// Creates every symlink (after all files, so no restored file is written through one).

@@ -67,31 +67,55 @@ impl LocalProvider {
 
     /// Creates a new key file with mode 0600 at `path`; fails if it exists.
     ///
+    /// The key is written and synced to a temporary file beside `path`, which is then
+    /// hard-linked to `path` (the link fails if `path` exists) and the directory synced: a
+    /// reader never sees a half-written key file, and of two processes creating the same key
+    /// file at once exactly one succeeds, the other getting "already exists".
+    ///
     /// # Errors
     /// [`Error::Io`] (including "already exists").
     pub fn create(path: &Path) -> Result<Self> {
-        use std::io::Write as _;
         let io = |source| Error::Io {
             what: format!("creating local key file {}", path.display()),
             source,
         };
         let key = DataKey::generate()?;
-        let mut opts = std::fs::OpenOptions::new();
-        opts.write(true).create_new(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-        let mut f = opts.open(path).map_err(io)?;
         let text = Zeroizing::new(format!(
             "{FILE_MAGIC}\n{}\n",
             crate::hex(key.expose_secret())
         ));
-        f.write_all(text.as_bytes())
-            .and_then(|()| f.sync_all())
-            .map_err(io)?;
+        publish(path, text.as_bytes()).map_err(io)?;
         Ok(Self {
             kek: Kek::new(*key.expose_secret()),
             path: path.to_owned(),
         })
+    }
+
+    /// Loads the key file at `path`, creating it first if there is none; the flag says whether
+    /// this call created it. When another process creates it at the same moment, both end up
+    /// with the one key that process wrote.
+    ///
+    /// # Errors
+    /// As [`LocalProvider::load`] and [`LocalProvider::create`].
+    pub fn load_or_create(path: &Path) -> Result<(Self, bool)> {
+        match Self::load(path) {
+            Ok(p) => return Ok((p, false)),
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        Self::create_or_adopt(path)
+    }
+
+    /// [`LocalProvider::create`], or, if the file appeared since it was found missing, the key
+    /// another process put there (complete: [`publish`] links only finished files).
+    fn create_or_adopt(path: &Path) -> Result<(Self, bool)> {
+        match Self::create(path) {
+            Ok(p) => Ok((p, true)),
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::AlreadyExists => {
+                Ok((Self::load(path)?, false))
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// The key's public fingerprint.
@@ -99,6 +123,39 @@ impl LocalProvider {
     pub fn fingerprint(&self) -> String {
         self.kek.fingerprint()
     }
+}
+
+/// Writes `bytes` to a new file at `path` (mode 0600) all at once: into a temporary file in
+/// the same directory, synced, hard-linked to `path` (failing with `AlreadyExists` if it
+/// exists), then the directory synced. The temporary file is removed in every case.
+fn publish(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut suffix = [0u8; 8];
+    aws_lc_rs::rand::fill(&mut suffix)
+        .map_err(|_| std::io::Error::other("the system random generator failed"))?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.{}.tmp", crate::hex(&suffix)));
+    let mut f = opts.open(&tmp)?;
+    let linked = f
+        .write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .and_then(|()| std::fs::hard_link(&tmp, path));
+    let _ = std::fs::remove_file(&tmp);
+    linked?;
+    #[cfg(unix)]
+    std::fs::File::open(&dir)?.sync_all()?;
+    Ok(())
 }
 
 #[cfg(unix)]
@@ -192,13 +249,7 @@ impl ProviderFactory for LocalFactory {
 
     async fn prepare(&self, settings: &mut Settings) -> Result<bool> {
         let path = key_file(settings)?;
-        let (provider, created) = match LocalProvider::load(&path) {
-            Ok(p) => (p, false),
-            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-                (LocalProvider::create(&path)?, true)
-            }
-            Err(e) => return Err(e),
-        };
+        let (provider, created) = LocalProvider::load_or_create(&path)?;
         settings.insert("fingerprint".into(), provider.fingerprint());
         Ok(created)
     }
@@ -220,5 +271,50 @@ impl ProviderFactory for LocalFactory {
             });
         }
         Ok(Arc::new(provider))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn a_key_file_created_by_another_process_in_between_is_adopted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("master.key");
+        // This process found no file; another one created it before this one could.
+        let theirs = LocalProvider::create(&path).unwrap();
+        let (ours, created) = LocalProvider::create_or_adopt(&path).unwrap();
+        assert!(!created);
+        assert_eq!(ours.fingerprint(), theirs.fingerprint());
+    }
+
+    #[test]
+    fn processes_racing_to_create_one_key_file_all_get_the_same_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("master.key");
+        let start = std::sync::Barrier::new(8);
+        let results: Vec<(String, bool)> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| {
+                    s.spawn(|| {
+                        start.wait();
+                        let (p, created) = LocalProvider::load_or_create(&path).unwrap();
+                        (p.fingerprint(), created)
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(results.iter().filter(|r| r.1).count(), 1, "{results:?}");
+        assert!(results.iter().all(|r| r.0 == results[0].0), "{results:?}");
+        // No temporary file is left beside the key.
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, [std::ffi::OsString::from("master.key")]);
     }
 }
