@@ -44,7 +44,7 @@ use axum::body::Body;
 use axum::extract::{ConnectInfo, MatchedPath, RawPathParams, Request, State};
 use axum::http::{HeaderMap, Method, header};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse as _, Response};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -310,6 +310,8 @@ pub struct Auditor {
     process: u32,
     locks: Mutex<HashMap<String, bool>>,
     jwt_headers: RwLock<Vec<String>>,
+    /// `server.audit.fail_closed`: a request is answered only once its events are stored.
+    fail_closed: bool,
 }
 
 fn store_err(e: WriteError) -> Error {
@@ -351,6 +353,7 @@ impl Auditor {
             process: u32::from_be_bytes(r),
             locks: Mutex::default(),
             jwt_headers: RwLock::new(lowercase(jwt_headers)),
+            fail_closed: settings.fail_closed,
         }))
     }
 
@@ -476,6 +479,35 @@ impl Auditor {
         }
     }
 
+    /// Fail-closed mode: hands `events` to the sink, which writes them (with whatever else is
+    /// queued) before answering. `true` once they are stored in the system repository; `false`
+    /// when they could not be (the sink stopped, or the repository refused the object, in which
+    /// case they are kept and retried like any batch).
+    async fn send_durable(&self, events: &[Event]) -> bool {
+        if events.is_empty() {
+            return true;
+        }
+        let lines = events
+            .iter()
+            .filter_map(|e| {
+                let day = e.time().unwrap_or_else(Utc::now).date_naive();
+                Some((serde_json::to_string(e).ok()?, day))
+            })
+            .collect();
+        let tx = self
+            .tx
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        let Some(tx) = tx else { return false };
+        let (done, wait) = oneshot::channel();
+        // Waiting for room (instead of dropping) is the point of this mode.
+        if tx.send(sink::Msg::Durable(lines, done)).await.is_err() {
+            return false;
+        }
+        wait.await.unwrap_or(false)
+    }
+
     fn send(&self, e: &Event) {
         let Ok(line) = serde_json::to_string(e) else {
             return;
@@ -535,7 +567,7 @@ impl Auditor {
         format!("{:08x}-{n:x}", self.process)
     }
 
-    fn observe_lock(&self, ctx: &Ctx, repo: &str, reason: Option<String>) {
+    fn observe_lock(&self, ctx: &Ctx, repo: &str, reason: Option<String>) -> Option<Event> {
         let locked = reason.is_some();
         let before = self
             .locks
@@ -545,20 +577,19 @@ impl Auditor {
         let category = match (before, locked) {
             (Some(false) | None, true) => Category::KeyLock,
             (Some(true), false) => Category::KeyUnlock,
-            _ => return,
+            _ => return None,
         };
         let cfg = self.config();
         let mut e = ctx.event(category, &self.node);
         e.repository = Some(repo.to_owned());
         e.reason = reason;
-        if wanted(
+        wanted(
             &cfg.value,
             category,
             e.user.as_deref(),
             &ctx.request_names(None),
-        ) {
-            self.send(&e);
-        }
+        )
+        .then_some(e)
     }
 
     fn sensitive_header(&self, name: &str) -> bool {
@@ -842,7 +873,7 @@ pub async fn middleware(State(app): State<Arc<App>>, req: Request, next: Next) -
     };
     let repo = params.get("repo").cloned();
     let object = params.get("path").cloned();
-    audit.request_done(
+    let mut events = audit.request_done(
         &cfg.value,
         &ctx,
         data,
@@ -861,9 +892,27 @@ pub async fn middleware(State(app): State<Arc<App>>, req: Request, next: Next) -
         && (status < 500 || status == 503)
         && let Ok(store) = app.repository(&repo).await
     {
-        audit.observe_lock(&ctx, &repo, store.repository().lock_reason());
+        events.extend(audit.observe_lock(&ctx, &repo, store.repository().lock_reason()));
     }
-    response
+    if !audit.fail_closed {
+        for e in &events {
+            audit.send(e);
+        }
+        return response;
+    }
+    if audit.send_durable(&events).await {
+        return response;
+    }
+    tracing::error!(
+        request_id = %ctx.request_id,
+        "fail-closed audit: the request's events could not be stored; answering 503"
+    );
+    ApiError::new(
+        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+        "audit_exception",
+        "the audit log could not record this request (server.audit.fail_closed); it may have taken effect",
+    )
+    .into_response()
 }
 
 impl Auditor {
@@ -877,13 +926,14 @@ impl Auditor {
         route: Option<&str>,
         repo: Option<String>,
         object: Option<String>,
-    ) {
+    ) -> Vec<Event> {
         let privilege = data.privilege.as_ref().map(|p| p.0.as_str());
         let names = ctx.request_names(privilege);
         let user = ctx.user.as_deref();
-        let emit = |e: Event| {
+        let mut out = Vec::new();
+        let mut emit = |e: Event| {
             if wanted(cfg, e.category, e.user.as_deref(), &names) {
-                self.send(&e);
+                out.push(e);
             }
         };
         for reason in bad {
@@ -924,6 +974,7 @@ impl Auditor {
             e.diff = diff;
             emit(e);
         }
+        out
     }
 }
 

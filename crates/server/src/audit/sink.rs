@@ -68,6 +68,12 @@ pub struct SinkSettings {
     /// Print events on standard output as JSON lines (default true).
     #[serde(default = "yes")]
     pub stdout: bool,
+    /// Answer a request only once its events are stored in the system repository (as Vault
+    /// does); when they cannot be stored the client gets 503 instead of the handler's answer
+    /// (default false: events are buffered, and a crash loses at most the last
+    /// `flush_seconds` seconds or `flush_events` events).
+    #[serde(default)]
+    pub fail_closed: bool,
 }
 
 impl Default for SinkSettings {
@@ -78,6 +84,7 @@ impl Default for SinkSettings {
             flush_seconds: default_flush_seconds(),
             queue: default_queue(),
             stdout: true,
+            fail_closed: false,
         }
     }
 }
@@ -131,6 +138,9 @@ pub(super) enum Msg {
     Event(String, NaiveDate),
     /// Write what is buffered, then answer.
     Flush(oneshot::Sender<()>),
+    /// Events of one request in fail-closed mode: written at once (with whatever else is
+    /// queued, as one object), then answered `true` if they are in the system repository.
+    Durable(Vec<(String, NaiveDate)>, oneshot::Sender<bool>),
 }
 
 /// Counters shared with the producers.
@@ -200,6 +210,31 @@ pub(super) fn spawn<S: ObjectStore + ?Sized>(
     (tx, tokio::spawn(sink.run(rx)))
 }
 
+/// [`spawn`] with the time-based flushes triggered by `ticks` instead of a clock.
+#[cfg(test)]
+fn spawn_with_ticks<S: ObjectStore + ?Sized>(
+    store: Arc<S>,
+    settings: SinkSettings,
+    capture: Capture,
+    counters: Arc<Counters>,
+    ticks: impl futures::Stream<Item = ()> + Send + 'static,
+) -> (mpsc::Sender<Msg>, tokio::task::JoinHandle<()>) {
+    let (tx, rx) = mpsc::channel(settings.queue);
+    let sink = Sink {
+        store,
+        node: "t".into(),
+        settings,
+        buffer: Vec::new(),
+        day: None,
+        pending: VecDeque::new(),
+        seq: 0,
+        stdout: None,
+        capture,
+        counters,
+    };
+    (tx, tokio::spawn(sink.run_with(rx, ticks)))
+}
+
 /// A thread that writes lines to stdout, so a stdout pipe nobody reads blocks only it.
 fn stdout_thread(queue: usize) -> std::sync::mpsc::SyncSender<String> {
     let (tx, rx) = std::sync::mpsc::sync_channel::<String>(queue);
@@ -221,12 +256,27 @@ fn stdout_thread(queue: usize) -> std::sync::mpsc::SyncSender<String> {
 }
 
 impl<S: ObjectStore + ?Sized> Sink<S> {
-    async fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
+    async fn run(self, rx: mpsc::Receiver<Msg>) {
         let every = Duration::from_secs(self.settings.flush_seconds);
-        let mut tick = tokio::time::interval(every);
+        // `interval` would tick at once: a flush right after the first event, splitting the
+        // first batch. The first tick is one interval after the start.
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let ticks = futures::stream::poll_fn(move |cx| tick.poll_tick(cx).map(|_| Some(())));
+        self.run_with(rx, ticks).await;
+    }
+
+    /// The loop, with the time-based flushes coming from `ticks` (tests drive them by hand).
+    async fn run_with(
+        mut self,
+        mut rx: mpsc::Receiver<Msg>,
+        ticks: impl futures::Stream<Item = ()> + Send,
+    ) {
+        let mut ticks = std::pin::pin!(ticks);
         loop {
             tokio::select! {
+                // Messages first: a flush is never chosen over an event already queued.
+                biased;
                 msg = rx.recv() => match msg {
                     Some(Msg::Event(line, day)) => {
                         self.take(line, day);
@@ -238,13 +288,53 @@ impl<S: ObjectStore + ?Sized> Sink<S> {
                         self.flush().await;
                         let _ = done.send(());
                     }
+                    Some(Msg::Durable(lines, done)) => {
+                        for (line, day) in lines {
+                            self.take(line, day);
+                        }
+                        self.group_commit(&mut rx, vec![done]).await;
+                    }
                     None => {
                         self.flush().await;
                         return;
                     }
                 },
-                _ = tick.tick() => self.flush().await,
+                Some(()) = futures::StreamExt::next(&mut ticks) => self.flush().await,
             }
+        }
+    }
+
+    /// Fail-closed writes: takes every message already queued (other requests' events), writes
+    /// them as one object, and tells each waiter whether its events are stored. A waiter's
+    /// events are in the newest batch, which is written only after every older one, so they are
+    /// stored exactly when nothing is left pending.
+    async fn group_commit(
+        &mut self,
+        rx: &mut mpsc::Receiver<Msg>,
+        mut waiters: Vec<oneshot::Sender<bool>>,
+    ) {
+        let mut flushes = Vec::new();
+        // At most one queue's worth, so a steady stream of events cannot hold the answers back.
+        for _ in 0..self.settings.queue {
+            let Ok(msg) = rx.try_recv() else { break };
+            match msg {
+                Msg::Event(line, day) => self.take(line, day),
+                Msg::Durable(lines, done) => {
+                    for (line, day) in lines {
+                        self.take(line, day);
+                    }
+                    waiters.push(done);
+                }
+                Msg::Flush(done) => flushes.push(done),
+            }
+        }
+        self.flush().await;
+        let stored = self.pending.is_empty();
+        for w in waiters {
+            let _ = w.send(stored);
+        }
+        for f in flushes {
+            let _ = f.send(());
         }
     }
 
@@ -424,6 +514,7 @@ mod tests {
             flush_seconds: 3600,
             queue: 16,
             stdout: false,
+            fail_closed: false,
         }
     }
 
@@ -489,5 +580,138 @@ mod tests {
         assert_eq!(all, expected);
         drop(tx);
         task.await.expect("sink ends when its senders go");
+    }
+
+    /// Waits (without a time bound that could fail by chance: the test harness's own timeout
+    /// is the limit) until `cond` holds, yielding to the sink task in between.
+    async fn until(mut cond: impl FnMut() -> bool) {
+        while !cond() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    fn captured(c: &Capture) -> usize {
+        c.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_ref()
+            .map_or(0, Vec::len)
+    }
+
+    fn store_in(dir: &std::path::Path) -> Arc<object_store::local::LocalFileSystem> {
+        let root = dir.join("system");
+        std::fs::create_dir_all(&root).expect("root");
+        Arc::new(object_store::local::LocalFileSystem::new_with_prefix(&root).expect("store"))
+    }
+
+    #[tokio::test]
+    async fn a_flush_happens_on_a_tick_and_never_before_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = store_in(dir.path());
+        let capture: Capture = Arc::new(Mutex::new(Some(Vec::new())));
+        let (tick_tx, tick_rx) = mpsc::unbounded_channel::<()>();
+        let ticks = futures::stream::unfold(tick_rx, |mut rx| async move {
+            rx.recv().await.map(|t| (t, rx))
+        });
+        let (tx, task) = spawn_with_ticks(
+            store.clone(),
+            SinkSettings {
+                flush_events: 1000,
+                ..settings()
+            },
+            capture.clone(),
+            Arc::default(),
+            ticks,
+        );
+        let day = Utc::now().date_naive();
+        tx.send(Msg::Event("{\"n\":0}".into(), day))
+            .await
+            .expect("sink runs");
+        until(|| captured(&capture) == 1).await;
+        assert!(objects(&store).await.is_empty(), "no tick, no object");
+        tick_tx.send(()).expect("ticks");
+        loop {
+            let bodies = objects(&store).await;
+            if !bodies.is_empty() {
+                assert_eq!(bodies, ["{\"n\":0}\n"]);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        drop(tx);
+        task.await.expect("ends");
+    }
+
+    #[tokio::test]
+    async fn the_first_timed_flush_is_one_interval_after_the_start() {
+        // The production clock: with a one-hour interval, 40 events sent in bursts are never
+        // split by a timed flush (tokio's plain `interval` ticked at once and did split them).
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = store_in(dir.path());
+        let (tx, task) = spawn(
+            store.clone(),
+            "t".into(),
+            SinkSettings {
+                flush_events: 4,
+                ..settings()
+            },
+            Capture::default(),
+            Arc::default(),
+        );
+        let day = Utc::now().date_naive();
+        for i in 0..40 {
+            tx.send(Msg::Event(format!("{{\"n\":{i}}}"), day))
+                .await
+                .expect("sink runs");
+            tokio::task::yield_now().await;
+        }
+        let (done, wait) = oneshot::channel();
+        tx.send(Msg::Flush(done)).await.expect("sink runs");
+        wait.await.expect("flushed");
+        let bodies = objects(&store).await;
+        assert_eq!(bodies.len(), 10, "{bodies:?}");
+        assert!(bodies.iter().all(|b| b.lines().count() == 4), "{bodies:?}");
+        drop(tx);
+        task.await.expect("ends");
+    }
+
+    #[tokio::test]
+    async fn durable_events_are_answered_true_once_stored_and_false_when_they_cannot_be() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = store_in(dir.path());
+        let (tx, task) = spawn(
+            store.clone(),
+            "t".into(),
+            SinkSettings {
+                flush_events: 1000,
+                ..settings()
+            },
+            Capture::default(),
+            Arc::default(),
+        );
+        let day = Utc::now().date_naive();
+        let durable = |n: u32| {
+            let tx = tx.clone();
+            async move {
+                let (done, wait) = oneshot::channel();
+                tx.send(Msg::Durable(vec![(format!("{{\"n\":{n}}}"), day)], done))
+                    .await
+                    .expect("sink runs");
+                wait.await.expect("answered")
+            }
+        };
+        assert!(durable(1).await);
+        // Stored before the answer: no flush needed to see it.
+        assert_eq!(objects(&store).await, ["{\"n\":1}\n"]);
+        // The repository refuses objects: the answer says so, and the event is kept.
+        std::fs::remove_dir_all(dir.path().join("system").join(AUDIT_PREFIX)).expect("rm");
+        std::fs::write(dir.path().join("system").join(AUDIT_PREFIX), b"").expect("blocker");
+        assert!(!durable(2).await);
+        std::fs::remove_file(dir.path().join("system").join(AUDIT_PREFIX)).expect("unblock");
+        assert!(durable(3).await);
+        let all: String = objects(&store).await.concat();
+        assert_eq!(all.lines().count(), 2, "{all}");
+        assert!(all.contains("{\"n\":2}") && all.contains("{\"n\":3}"), "{all}");
+        drop(tx);
+        task.await.expect("ends");
     }
 }

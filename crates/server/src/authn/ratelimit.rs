@@ -168,17 +168,21 @@ impl LoginRateLimiter {
 
     /// Counts a failed login against the address and, when given, the user name.
     pub fn record_failure(&self, ip: IpAddr, user: Option<&str>, now: Instant) {
-        lock(&self.by_ip).failure(ip_key(ip), now);
+        let origin = ip_key(ip);
+        lock(&self.by_ip).failure(origin, origin, now);
         if let Some(user) = user {
-            lock(&self.by_user).failure(user_key(user), now);
+            lock(&self.by_user).failure(user_key(user), origin, now);
         }
     }
 
-    /// A successful login clears the user's failures, not the address's: otherwise one valid
-    /// account would let its holder reset the address counter while guessing other passwords.
-    pub fn record_success(&self, _ip: IpAddr, user: Option<&str>, _now: Instant) {
+    /// A successful login from `ip` clears the failures *that address* built up against the
+    /// user (its owner's typos), never those from other addresses: otherwise the owner logging
+    /// in would reset the count of someone guessing the password elsewhere. The address's own
+    /// counter is not cleared either: one valid account would let its holder reset it while
+    /// guessing other users' passwords.
+    pub fn record_success(&self, ip: IpAddr, user: Option<&str>, _now: Instant) {
         if let Some(user) = user {
-            lock(&self.by_user).forget(&user_key(user));
+            lock(&self.by_user).forget_from(&user_key(user), ip_key(ip));
         }
     }
 }
@@ -208,7 +212,8 @@ fn user_key(user: &str) -> [u8; 32] {
 /// Failure histories and blocks of one kind of key. `seq` orders entries for eviction.
 struct Tracker<K> {
     config: RateLimitConfig,
-    failures: HashMap<K, (VecDeque<Instant>, u64)>,
+    /// Per key: the failures in the window, each with the (normalised) address it came from.
+    failures: HashMap<K, (VecDeque<(Instant, IpAddr)>, u64)>,
     failure_order: BTreeMap<u64, K>,
     blocked: HashMap<K, (Instant, u64)>,
     blocked_order: BTreeMap<u64, K>,
@@ -243,7 +248,7 @@ impl<K: Hash + Eq + Clone> Tracker<K> {
         None
     }
 
-    fn failure(&mut self, key: K, now: Instant) {
+    fn failure(&mut self, key: K, origin: IpAddr, now: Instant) {
         // Failures while blocked (the caller skipped `check`) neither count nor extend the block.
         if self.blocked_for(&key, now).is_some() {
             return;
@@ -257,8 +262,8 @@ impl<K: Hash + Eq + Clone> Tracker<K> {
             }
             None => VecDeque::new(),
         };
-        times.retain(|&t| now.saturating_duration_since(t) < window);
-        times.push_back(now);
+        times.retain(|&(t, _)| now.saturating_duration_since(t) < window);
+        times.push_back((now, origin));
         while times.len() > allowed {
             times.pop_front();
         }
@@ -291,8 +296,15 @@ impl<K: Hash + Eq + Clone> Tracker<K> {
         }
     }
 
-    fn forget(&mut self, key: &K) {
-        if let Some((_, seq)) = self.failures.remove(key) {
+    /// Drops `key`'s failures that came from `origin`.
+    fn forget_from(&mut self, key: &K, origin: IpAddr) {
+        let Some((times, seq)) = self.failures.get_mut(key) else {
+            return;
+        };
+        times.retain(|&(_, from)| from != origin);
+        if times.is_empty() {
+            let seq = *seq;
+            self.failures.remove(key);
             self.failure_order.remove(&seq);
         }
     }
@@ -419,10 +431,39 @@ mod tests {
         l.record_failure(ip(3), Some("alice"), t0);
         assert!(
             l.check(ip(3), Some("alice"), t0).is_ok(),
-            "the user's count restarted"
+            "the user's count from that address restarted"
         );
         l.record_failure(ip(1), Some("bob"), t0);
         assert_eq!(l.check(ip(1), None, t0).unwrap_err().by, BlockedBy::Ip);
+    }
+
+    #[test]
+    fn success_keeps_the_failures_other_addresses_built_up_against_the_user() {
+        let l = LoginRateLimiter::default();
+        let t0 = Instant::now();
+        // An attacker guesses alice's password from nine addresses.
+        for i in 0..9 {
+            l.record_failure(ip(100 + i), Some("alice"), t0);
+        }
+        // Alice mistypes once at home, then logs in: her own failure is forgiven, the
+        // attacker's nine are not.
+        l.record_failure(ip(1), Some("alice"), t0);
+        l.record_success(ip(1), Some("alice"), t0);
+        assert!(l.check(ip(1), Some("alice"), t0).is_ok());
+        l.record_failure(ip(109), Some("alice"), t0);
+        let b = l.check(ip(1), Some("alice"), t0).unwrap_err();
+        assert_eq!(b.by, BlockedBy::User);
+        // A success from an address that never failed changes nothing.
+        let l = LoginRateLimiter::default();
+        for i in 0..9 {
+            l.record_failure(ip(100 + i), Some("bob"), t0);
+        }
+        l.record_success(ip(1), Some("bob"), t0);
+        l.record_failure(ip(200), Some("bob"), t0);
+        assert_eq!(
+            l.check(ip(1), Some("bob"), t0).unwrap_err().by,
+            BlockedBy::User
+        );
     }
 
     #[test]
