@@ -272,3 +272,48 @@ async fn registering_one_repository_differently_through_two_nodes_gives_one_409(
         "{ra} {rb}"
     );
 }
+
+/// The events stored in the system repository of the node configured in `dir` (read with a
+/// fresh in-process node after the server process is gone).
+async fn stored_events(dir: &Path, yaml: &str) -> Vec<encrypt_repo_server::audit::Event> {
+    let n = harness::node_in(dir, yaml).await;
+    let store = n.app.system.encrypted();
+    encrypt_repo_server::audit::read_events(store.as_ref(), None, None)
+        .await
+        .expect("read events")
+}
+
+/// `server.audit.fail_closed: true`: a 200/201 means the request's events are already in the
+/// system repository, so a SIGKILL right after the answer loses none of them. The same run in
+/// the default mode (events buffered for `flush_seconds`) loses them: the test shows the
+/// difference, not only the good case.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fail_closed_audit_keeps_the_events_of_answered_requests_across_a_sigkill() {
+    for fail_closed in [true, false] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("repos")).expect("repos");
+        let yaml = format!(
+            "{}  audit: {{ stdout: false, node_id: node-a, flush_seconds: 3600, fail_closed: {fail_closed} }}\n",
+            config_yaml(dir.path(), 3600, "")
+        );
+        let path = dir.path().join("config.yml");
+        std::fs::write(&path, &yaml).expect("config");
+        let mut s = server_process(&path, Some(ADMIN_PASSWORD));
+        assert_eq!(
+            put_user(&s, "carol", "a-long-password-1").await,
+            StatusCode::CREATED
+        );
+        s.child.kill().expect("SIGKILL");
+        s.child.wait().expect("wait");
+        drop(s);
+        let events = stored_events(dir.path(), &yaml).await;
+        let carol = events.iter().any(|e| {
+            e.category == encrypt_repo_server::audit::Category::SecurityConfigChange
+                && serde_json::to_string(e).is_ok_and(|j| j.contains("carol"))
+        });
+        assert_eq!(
+            carol, fail_closed,
+            "fail_closed={fail_closed}: the change to carol stored: {carol}; events: {events:#?}"
+        );
+    }
+}

@@ -42,7 +42,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, MatchedPath, RawPathParams, Request, State};
-use axum::http::{HeaderMap, Method, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse as _, Response};
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -908,7 +908,7 @@ pub async fn middleware(State(app): State<Arc<App>>, req: Request, next: Next) -
         "fail-closed audit: the request's events could not be stored; answering 503"
     );
     ApiError::new(
-        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+        StatusCode::SERVICE_UNAVAILABLE,
         "audit_exception",
         "the audit log could not record this request (server.audit.fail_closed); it may have taken effect",
     )

@@ -609,9 +609,11 @@ mod tests {
         let store = store_in(dir.path());
         let capture: Capture = Arc::new(Mutex::new(Some(Vec::new())));
         let (tick_tx, tick_rx) = mpsc::unbounded_channel::<()>();
-        let ticks = futures::stream::unfold(tick_rx, |mut rx| async move {
-            rx.recv().await.map(|t| (t, rx))
-        });
+        let ticks =
+            futures::stream::unfold(
+                tick_rx,
+                |mut rx| async move { rx.recv().await.map(|t| (t, rx)) },
+            );
         let (tx, task) = spawn_with_ticks(
             store.clone(),
             SinkSettings {
@@ -710,7 +712,10 @@ mod tests {
         assert!(durable(3).await);
         let all: String = objects(&store).await.concat();
         assert_eq!(all.lines().count(), 2, "{all}");
-        assert!(all.contains("{\"n\":2}") && all.contains("{\"n\":3}"), "{all}");
+        assert!(
+            all.contains("{\"n\":2}") && all.contains("{\"n\":3}"),
+            "{all}"
+        );
         drop(tx);
         task.await.expect("ends");
     }

@@ -441,15 +441,19 @@ mod tests {
     fn success_keeps_the_failures_other_addresses_built_up_against_the_user() {
         let l = LoginRateLimiter::default();
         let t0 = Instant::now();
-        // An attacker guesses alice's password from nine addresses.
-        for i in 0..9 {
+        // An attacker guesses alice's password from eight addresses (10 failures block).
+        for i in 0..8 {
             l.record_failure(ip(100 + i), Some("alice"), t0);
         }
         // Alice mistypes once at home, then logs in: her own failure is forgiven, the
-        // attacker's nine are not.
+        // attacker's eight are not, so two more from the attacker block her account.
         l.record_failure(ip(1), Some("alice"), t0);
         l.record_success(ip(1), Some("alice"), t0);
-        assert!(l.check(ip(1), Some("alice"), t0).is_ok());
+        l.record_failure(ip(108), Some("alice"), t0);
+        assert!(
+            l.check(ip(1), Some("alice"), t0).is_ok(),
+            "nine failures left"
+        );
         l.record_failure(ip(109), Some("alice"), t0);
         let b = l.check(ip(1), Some("alice"), t0).unwrap_err();
         assert_eq!(b.by, BlockedBy::User);
