@@ -35,7 +35,14 @@ export ENCRYPT_REPO_TEST_S3_ENDPOINT ENCRYPT_REPO_TEST_AZURE_ENDPOINT AZURITE_BL
     ENCRYPT_REPO_TEST_OPENBAO_ADDR ENCRYPT_REPO_TEST_OPENBAO_TOKEN_FILE
 
 step "tests (workspace)"
-cargo test --workspace --all-targets --locked --no-fail-fast
+# CI keeps only the tail of the output: on failure, repeat what failed (each failing test's
+# name and panic message) at the end, where it is seen.
+if ! cargo test --workspace --all-targets --locked --no-fail-fast 2>&1 | tee target/test-output.log; then
+    step "failed tests (repeated from above)"
+    grep -E -A12 '^---- .* stdout ----$' target/test-output.log | head -300 >&2 || true
+    grep -E '^test .* FAILED$|^error: [0-9]+ targets? failed|^    `' target/test-output.log >&2 || true
+    exit 101
+fi
 cargo test --workspace --doc --locked
 
 step "docs (broken links and missing docs denied)"

@@ -26,8 +26,8 @@ use crate::conditional::{self, Conditions, MAX_CONDITIONAL_PUT, PutCondition};
 use crate::error::{ApiError, from_object_store, from_store};
 use crate::openapi::{
     BadRequest, Conflict, Forbidden, InternalError, KeyNotFound, Locked, ObjectNotFound,
-    PayloadTooLarge, PreconditionFailed, RangeNotSatisfiable, RepositoryNotFound, Unauthorized,
-    Unverifiable, UpstreamFailed,
+    PayloadTooLarge, PreconditionFailed, RangeNotSatisfiable, RepositoryNotFound, RequestTimeout,
+    TooManyRequests, Unauthorized, Unverifiable, UpstreamFailed,
 };
 use crate::security::{SecurityModel, Subject, actions};
 
@@ -78,6 +78,11 @@ pub fn router(app: Arc<App>) -> Router {
         // Defence in depth: no handler is meant to panic on any input, but if one did, the
         // client gets the generic 500 and the connection's other requests carry on.
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked))
+        // A stalled request body is a 408, whatever the handler made of the failed read.
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            crate::limits::body_stall,
+        ))
         // Keep last: the audit layer must wrap every route (it sees the matched route).
         .layer(axum::middleware::from_fn_with_state(
             audited,
@@ -528,10 +533,29 @@ fn hex(b: &[u8]) -> String {
 
 // --- objects ---
 
+/// The longest object path the service accepts, in bytes (S3's key limit).
+pub const MAX_OBJECT_PATH: usize = 1024;
+
+/// The longest segment of an object path, in bytes: 255 (a local file name) less room for the
+/// staging suffix a local-disk upload writes next to it, so every backend can store it.
+pub const MAX_OBJECT_SEGMENT: usize = 240;
+
 fn object_path(path: &str) -> ApiResult<ObjPath> {
+    if path.len() > MAX_OBJECT_PATH {
+        return Err(ApiError::bad_request(format!(
+            "object paths are at most {MAX_OBJECT_PATH} bytes (this one has {})",
+            path.len()
+        )));
+    }
     let p = ObjPath::parse(path).map_err(|_| ApiError::bad_request("invalid object path"))?;
     if p.as_ref().is_empty() {
         return Err(ApiError::bad_request("invalid object path"));
+    }
+    if let Some(long) = p.parts().find(|s| s.as_ref().len() > MAX_OBJECT_SEGMENT) {
+        return Err(ApiError::bad_request(format!(
+            "each segment of an object path is at most {MAX_OBJECT_SEGMENT} bytes (one has {})",
+            long.as_ref().len()
+        )));
     }
     if p.parts()
         .next()
@@ -557,8 +581,8 @@ fn object_path(path: &str) -> ApiResult<ObjPath> {
     responses(
         (status = 201, description = "Stored", body = crate::openapi::ObjectWritten,
             headers(("ETag" = String, description = "The storage service's entity tag, when it gives one"))),
-        BadRequest, Unauthorized, Forbidden, RepositoryNotFound, PreconditionFailed,
-        PayloadTooLarge, Unverifiable, InternalError, UpstreamFailed, Locked,
+        BadRequest, Unauthorized, Forbidden, RepositoryNotFound, RequestTimeout, PreconditionFailed,
+        PayloadTooLarge, TooManyRequests, Unverifiable, InternalError, UpstreamFailed, Locked,
     )
 )]
 async fn put_object(
@@ -571,6 +595,8 @@ async fn put_object(
     caller.repository(&repo, actions::DATA_WRITE)?;
     let location = object_path(&path)?;
     let condition = PutCondition::from_conditions(&Conditions::from_headers(&headers)?)?;
+    // Counted from here to the answer, conditional or not: what a user's uploads can buffer.
+    let _upload = app.uploads.begin(&caller.subject.name)?;
     let store = app.repository(&repo).await?;
     if condition != PutCondition::None {
         return put_object_conditional(&app, &repo, &store, &location, condition, body).await;

@@ -110,6 +110,8 @@ pub struct App {
     opened: Mutex<HashMap<String, Opened>>,
     /// The served TLS configuration, once `serve` listens with TLS (for `ssl/http/reloadcerts`).
     pub tls: std::sync::OnceLock<axum_server::tls_rustls::RustlsConfig>,
+    /// The object uploads in progress, per user (`server.limits.max_uploads_per_user`).
+    pub uploads: Arc<crate::limits::Uploads>,
 }
 
 /// The provider registry of the service: `local`, `passphrase`, `exec`, `aws-kms`, `openbao`.
@@ -215,7 +217,9 @@ impl App {
         let jwt_headers = crate::audit::jwt_headers(&runtime.config);
         let audit =
             crate::audit::Auditor::start(&config.server.audit, &system, jwt_headers).await?;
+        let uploads = crate::limits::Uploads::new(&config.server.limits);
         Ok(Arc::new(Self {
+            uploads,
             config: Arc::new(config),
             registry: Arc::new(registry),
             declared: Arc::new(declared),

@@ -355,6 +355,9 @@ pub struct ServerSection {
     /// The audit sinks: node id, flush interval, queue size, stdout (see [`crate::audit::sink`]).
     #[serde(default)]
     pub audit: crate::audit::SinkSettings,
+    /// Timeouts and caps against slow and greedy clients (see [`crate::limits`]).
+    #[serde(default)]
+    pub limits: crate::limits::Limits,
 }
 
 fn default_listen() -> SocketAddr {
@@ -454,6 +457,7 @@ impl ServerConfig {
                 return bad("_meta.config_version", "must be 2");
             }
         }
+        self.server.limits.validate()?;
         if let Some(t) = &self.server.tls {
             match (t.client_auth, &t.client_ca) {
                 (ClientAuth::None, Some(_)) => {

@@ -47,6 +47,8 @@ pub struct ApiError {
     pub reason: String,
     /// Send `WWW-Authenticate: Basic realm="OpenSearch Security"` (a basic challenge).
     pub challenge: bool,
+    /// Send `Retry-After: <seconds>` (429 of a blocked login, 503 of a full server).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -57,7 +59,20 @@ impl ApiError {
             kind,
             reason: reason.into(),
             challenge: false,
+            retry_after: None,
         }
+    }
+
+    /// 429 for a client or user blocked by the failed-login limiter, with `Retry-After`.
+    #[must_use]
+    pub fn too_many_failed_logins(retry_after_secs: u64) -> Self {
+        let mut e = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "security_exception",
+            format!("too many failed logins; try again in {retry_after_secs} s"),
+        );
+        e.retry_after = Some(retry_after_secs);
+        e
     }
 
     /// 400.
@@ -201,6 +216,10 @@ impl IntoResponse for ApiError {
                 HeaderValue::from_static("Basic realm=\"OpenSearch Security\""),
             );
         }
+        if let Some(secs) = self.retry_after {
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
         r
     }
 }
@@ -326,6 +345,13 @@ pub(crate) fn from_object_store(
             if let Some(s) = source.downcast_ref::<encrypt_repo_store::Error>() {
                 return from_store_ref(repo, path, s);
             }
+            if unstorable_name(source.as_ref()) {
+                tracing::info!(repository = repo, error = %e, "name refused by the storage");
+                return ApiError::bad_request(format!(
+                    "[{repo}] the storage cannot store an object named [{}]",
+                    path.unwrap_or("")
+                ));
+            }
             tracing::warn!(repository = repo, error = %e, "storage error");
             ApiError::new(
                 StatusCode::BAD_GATEWAY,
@@ -342,6 +368,21 @@ pub(crate) fn from_object_store(
             )
         }
     }
+}
+
+/// Whether a storage error is a local file system refusing the name (too long, or not a valid
+/// file name): the request's fault, not the storage's.
+fn unstorable_name(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(e);
+    while let Some(e) = next {
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && (io.kind() == std::io::ErrorKind::InvalidFilename || io.raw_os_error() == Some(36))
+        {
+            return true;
+        }
+        next = e.source();
+    }
+    false
 }
 
 fn from_store_ref(repo: &str, path: Option<&str>, e: &encrypt_repo_store::Error) -> ApiError {

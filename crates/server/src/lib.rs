@@ -28,6 +28,7 @@ pub mod conditional;
 pub mod config;
 pub mod declared;
 pub mod error;
+pub mod limits;
 pub mod openapi;
 pub mod password;
 pub mod secapi;
@@ -97,6 +98,8 @@ async fn run(
         shutdown.await;
         h.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
     });
+    let limits = app.config.server.limits;
+    let connections = limits::Connections::new(&limits);
     match tls {
         Some(t) => {
             let rustls = axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(
@@ -107,23 +110,53 @@ async fn run(
             if let Some(f) = on_bound {
                 f(bound);
             }
-            let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(rustls);
-            axum_server::from_tcp(listener)?
-                .acceptor(audit::tls::AuditedTls::new(acceptor, audit))
+            let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(rustls)
+                .handshake_timeout(limits.header_read_timeout());
+            let acceptor = limits::Limited::new(
+                audit::tls::AuditedTls::new(acceptor, audit),
+                connections,
+                false,
+            );
+            let mut server = axum_server::from_tcp(listener)?
+                .acceptor(acceptor)
                 .handle(handle)
-                .serve(service)
-                .await?;
+                .first_request_timeout(limits.header_read_timeout());
+            apply_timeouts(&mut server, &limits);
+            server.serve(service).await?;
         }
         None => {
             tracing::info!(address = %bound, "listening (http)");
             if let Some(f) = on_bound {
                 f(bound);
             }
-            axum_server::from_tcp(listener)?
+            let acceptor =
+                limits::Limited::new(axum_server::accept::DefaultAcceptor, connections, true);
+            let mut server = axum_server::from_tcp(listener)?
+                .acceptor(acceptor)
                 .handle(handle)
-                .serve(service)
-                .await?;
+                .first_request_timeout(limits.header_read_timeout());
+            apply_timeouts(&mut server, &limits);
+            server.serve(service).await?;
         }
     }
     Ok(())
+}
+
+/// The HTTP timeouts of `server.limits` on `server`'s protocol builder.
+fn apply_timeouts<A: axum_server::Address, Acc>(
+    server: &mut axum_server::Server<A, Acc>,
+    limits: &limits::Limits,
+) {
+    // hyper restarts this timer whenever it waits for a request head, so it also closes a
+    // kept-alive connection that stays idle that long.
+    server
+        .http_builder()
+        .http1()
+        .header_read_timeout(limits.header_read_timeout());
+    server
+        .http_builder()
+        .http2()
+        .keep_alive_interval(Some(limits.header_read_timeout()))
+        .keep_alive_timeout(limits.header_read_timeout())
+        .max_concurrent_streams(64);
 }

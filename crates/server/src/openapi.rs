@@ -158,7 +158,7 @@ error_responses! {
         "The request is invalid: a body that does not parse or has unknown fields, a bad name, path or setting, or a condition the repository's storage cannot check atomically (If-Match on fs); the reason names it";
     /// 401 in the document.
     Unauthorized = StatusCode::UNAUTHORIZED,
-        "No credentials, or credentials that are refused (also while the client or user is blocked after failed logins); with WWW-Authenticate when a basic domain challenges";
+        "No credentials, or credentials that are refused; with WWW-Authenticate when a basic domain challenges. A client or user blocked after failed logins gets 429 with Retry-After instead";
     /// 403 in the document.
     Forbidden = StatusCode::FORBIDDEN,
         "The caller's roles lack the permission the reason names (or the repository is read-only)";
@@ -177,6 +177,12 @@ error_responses! {
     /// 412 in the document (for operations that take `If-Match` / `If-None-Match`).
     PreconditionFailed = StatusCode::PRECONDITION_FAILED,
         "A precondition (If-Match, If-None-Match) does not hold";
+    /// 408 in the document (for operations with a request body).
+    RequestTimeout = StatusCode::REQUEST_TIMEOUT,
+        "The request body stalled: no bytes for server.limits.body_stall_timeout_seconds; nothing was stored and the connection is closed";
+    /// 429 in the document.
+    TooManyRequests = StatusCode::TOO_MANY_REQUESTS,
+        "Too many at once: the user has server.limits.max_uploads_per_user uploads in progress, or the client or user is blocked after failed logins; Retry-After says when to try again";
     /// 413 in the document.
     PayloadTooLarge = StatusCode::PAYLOAD_TOO_LARGE,
         "The body is too large: a JSON body over 2 MB, or a conditional object upload over 16 MiB";

@@ -438,7 +438,7 @@ async fn wrong_current_passwords_count_as_failed_logins() {
     // the user's count): the next login from that address is refused.
     n.app.authn().flush_cache();
     let r = n.call(Method::GET, &url("account"), alice, &[], "").await;
-    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{r:?}");
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{r:?}");
 }
 
 /// Every endpoint (but `account`) with every method it has.

@@ -30,7 +30,7 @@ use zeroize::Zeroizing;
 use crate::config::{AuthenticatorKind, ServerConfig};
 use crate::error::{ApiError, Error, Result};
 use crate::security::{ANONYMOUS_BACKEND_ROLE, ANONYMOUS_USER, SecurityModel, Subject};
-use ratelimit::{LoginRateLimiter, RateLimitConfig};
+use ratelimit::{Blocked, LoginRateLimiter, RateLimitConfig};
 use xff::XffResolver;
 
 /// How one configured domain authenticates.
@@ -349,7 +349,9 @@ impl Authenticator {
         peer_cert: Option<&[u8]>,
     ) -> Result<Subject, ApiError> {
         let ip = client.unwrap_or(UNKNOWN_PEER);
-        let mut presented = false;
+        let mut refused: Option<Option<String>> = None;
+        let mut blocked: Option<Blocked> = None;
+        let mut unmapped = false;
         let mut challenge = false;
         for d in &self.domains {
             let outcome = match &d.method {
@@ -358,25 +360,48 @@ impl Authenticator {
                     match basic_credentials(headers) {
                         Ok(Some(creds)) => self.basic(model, d, creds, ip).await,
                         Ok(None) => continue,
-                        Err(_) => Err(()),
+                        Err(_) => Outcome::Refused { user: None },
                     }
                 }
                 Method::Jwt(j) => self.jwt(j, d, headers, query, ip),
                 Method::ClientCert(c) => match peer_cert {
                     None => continue,
-                    Some(der) => Self::clientcert(c, d, der, ip),
+                    Some(der) => Self::clientcert(c, d, der),
                 },
             };
             match outcome {
-                Ok(Some(mut s)) => {
+                Outcome::Accepted(mut s) => {
                     s.remote_ip = client;
                     return Ok(s);
                 }
-                Ok(None) => continue,
-                Err(()) => presented = true,
+                Outcome::Absent => {}
+                Outcome::Unmapped => unmapped = true,
+                Outcome::Refused { user } => {
+                    // The first domain that named a user decides whom the failure counts
+                    // against; it is counted only if no later domain accepts.
+                    match &mut refused {
+                        Some(Some(_)) => {}
+                        slot => *slot = Some(user),
+                    }
+                }
+                Outcome::Blocked(b) => {
+                    blocked = Some(
+                        blocked.map_or(b, |o| if b.retry_after > o.retry_after { b } else { o }),
+                    );
+                }
             }
         }
-        if !presented && self.anonymous {
+        // Credentials were refused by every domain they applied to: one failed login, however
+        // many domains looked at them (a token valid for the second JWT domain is no failure of
+        // the first).
+        if let Some(user) = &refused {
+            self.limiter
+                .record_failure(ip, user.as_deref(), Instant::now());
+        }
+        if let Some(b) = blocked {
+            return Err(ApiError::too_many_failed_logins(b.retry_after_secs()));
+        }
+        if refused.is_none() && !unmapped && self.anonymous {
             return Ok(Subject {
                 name: ANONYMOUS_USER.into(),
                 backend_roles: vec![ANONYMOUS_BACKEND_ROLE.into()],
@@ -389,25 +414,25 @@ impl Authenticator {
         Err(e)
     }
 
-    /// `Ok(Some)`: accepted; `Err`: credentials presented and refused.
+    /// Basic credentials against the internal users. A refusal is counted by the caller.
     async fn basic(
         &self,
         model: &Arc<SecurityModel>,
         d: &Domain,
         creds: BasicCredentials,
         ip: IpAddr,
-    ) -> Result<Option<Subject>, ()> {
+    ) -> Outcome {
         let user = creds.user.clone();
         if let Err(blocked) = self.limiter.check(ip, Some(&user), Instant::now()) {
             tracing::warn!(domain = %d.name, user = %user, remote = %ip, by = ?blocked.by, "login refused: too many failures");
-            return Err(());
+            return Outcome::Blocked(blocked);
         }
         if let Some(s) = self.verified.get(model, &creds) {
             self.limiter.record_success(ip, Some(&user), Instant::now());
-            return Ok(Some(s));
+            return Outcome::Accepted(s);
         }
         let Ok(_permit) = self.hashing.acquire().await else {
-            return Err(());
+            return Outcome::Refused { user: Some(user) };
         };
         self.verifications
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -425,33 +450,29 @@ impl Authenticator {
         match verified {
             Some(s) => {
                 self.limiter.record_success(ip, Some(&user), Instant::now());
-                Ok(Some(s))
+                Outcome::Accepted(s)
             }
             None => {
-                self.limiter.record_failure(ip, Some(&user), Instant::now());
                 tracing::info!(domain = %d.name, user = %user, remote = %ip, "authentication failed");
-                Err(())
+                Outcome::Refused { user: Some(user) }
             }
         }
     }
 
     /// The certificate chain was verified during the handshake; only the subject is read here.
-    fn clientcert(
-        c: &clientcert::ClientCertConfig,
-        d: &Domain,
-        der: &[u8],
-        ip: IpAddr,
-    ) -> Result<Option<Subject>, ()> {
+    fn clientcert(c: &clientcert::ClientCertConfig, d: &Domain, der: &[u8]) -> Outcome {
         match clientcert::identify(c, der) {
-            Ok(id) => Ok(Some(Subject {
+            Ok(id) => Outcome::Accepted(Subject {
                 name: id.name,
                 backend_roles: id.backend_roles,
                 direct_roles: Vec::new(),
                 remote_ip: None,
-            })),
+            }),
             Err(e) => {
-                tracing::info!(domain = %d.name, remote = %ip, error = %e, "client certificate refused");
-                Err(())
+                // A certificate the handshake verified but this domain cannot map: refused,
+                // but no guess to count (the certificate, not a password, is the credential).
+                tracing::info!(domain = %d.name, error = %e, "client certificate refused");
+                Outcome::Unmapped
             }
         }
     }
@@ -463,30 +484,43 @@ impl Authenticator {
         headers: &HeaderMap,
         query: Option<&str>,
         ip: IpAddr,
-    ) -> Result<Option<Subject>, ()> {
-        if let Err(blocked) = self.limiter.check(ip, None, Instant::now()) {
-            // Only refuse when a token is actually presented.
-            if matches!(j.authenticate(headers, query, SystemTime::now()), Ok(None)) {
-                return Ok(None);
-            }
-            tracing::warn!(domain = %d.name, remote = %ip, by = ?blocked.by, "token refused: too many failures");
-            return Err(());
+    ) -> Outcome {
+        let checked = j.authenticate(headers, query, SystemTime::now());
+        if matches!(checked, Ok(None)) {
+            return Outcome::Absent;
         }
-        match j.authenticate(headers, query, SystemTime::now()) {
-            Ok(None) => Ok(None),
-            Ok(Some(id)) => Ok(Some(Subject {
+        if let Err(blocked) = self.limiter.check(ip, None, Instant::now()) {
+            tracing::warn!(domain = %d.name, remote = %ip, by = ?blocked.by, "token refused: too many failures");
+            return Outcome::Blocked(blocked);
+        }
+        match checked {
+            Ok(None) => Outcome::Absent,
+            Ok(Some(id)) => Outcome::Accepted(Subject {
                 name: id.subject,
                 backend_roles: id.backend_roles,
                 direct_roles: Vec::new(),
                 remote_ip: None,
-            })),
+            }),
             Err(e) => {
-                self.limiter.record_failure(ip, None, Instant::now());
                 tracing::info!(domain = %d.name, remote = %ip, error = %e, "token refused");
-                Err(())
+                Outcome::Refused { user: None }
             }
         }
     }
+}
+
+/// What one domain made of a request's credentials.
+enum Outcome {
+    /// Not this domain's kind of credential: the next domain looks.
+    Absent,
+    /// Accepted: the request runs as this subject.
+    Accepted(Subject),
+    /// Presented and refused; `user` is the basic user name, if any.
+    Refused { user: Option<String> },
+    /// A verified client certificate this domain cannot map to a user: refused, not counted.
+    Unmapped,
+    /// Not checked: the address or the user is blocked by the failed-login limiter.
+    Blocked(Blocked),
 }
 
 /// Basic credentials. `Debug` hides the password, which is wiped on drop.
