@@ -20,6 +20,23 @@ fn write_config(dir: &Path, name: &str, reload: u64) -> std::path::PathBuf {
     path
 }
 
+/// Whether `check` holds within a minute (tried every 200 ms): sixty times the reload interval
+/// the tests configure, so only a node that never reloads misses it, however loaded the machine.
+async fn eventually<F, Fut>(mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while std::time::Instant::now() < deadline {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    check().await
+}
+
 fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .no_proxy()
@@ -66,15 +83,9 @@ async fn a_user_created_on_one_node_logs_in_on_the_other_within_the_reload_inter
         StatusCode::CREATED
     );
     assert_eq!(authinfo(&a, "carol", "carol-pw-1").await, StatusCode::OK);
-    // The reload interval is 1 s; allow ten intervals before calling it a failure.
-    let mut seen = false;
-    for _ in 0..50 {
-        if authinfo(&b, "carol", "carol-pw-1").await == StatusCode::OK {
-            seen = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    // The reload interval is 1 s; only a node that never reloads reaches the deadline.
+    let seen =
+        eventually(|| async { authinfo(&b, "carol", "carol-pw-1").await == StatusCode::OK }).await;
     assert!(seen, "node b never saw the user created on node a");
 }
 
@@ -217,16 +228,10 @@ async fn registrations_of_different_repositories_through_two_nodes_do_not_confli
         register(&b, "beta", repo_body(d, "beta"))
     );
     assert_eq!((ra, rb), (StatusCode::OK, StatusCode::OK));
-    let mut seen = false;
-    for _ in 0..50 {
-        if repositories(&a).await == ["alpha", "beta"]
-            && repositories(&b).await == ["alpha", "beta"]
-        {
-            seen = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let seen = eventually(|| async {
+        repositories(&a).await == ["alpha", "beta"] && repositories(&b).await == ["alpha", "beta"]
+    })
+    .await;
     assert!(
         seen,
         "a: {:?}, b: {:?}",
@@ -241,14 +246,7 @@ async fn registrations_of_different_repositories_through_two_nodes_do_not_confli
         .await
         .expect("delete");
     assert_eq!(r.status(), StatusCode::OK);
-    let mut gone = false;
-    for _ in 0..50 {
-        if repositories(&b).await == ["beta"] {
-            gone = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let gone = eventually(|| async { repositories(&b).await == ["beta"] }).await;
     assert!(gone, "b: {:?}", repositories(&b).await);
 }
 

@@ -307,20 +307,28 @@ async fn writers_rotate_by_use_count_and_by_age() {
     };
     let (repo, provider) = open_counting(raw.clone(), &key_file, options).await;
     let store = encrypted(raw.clone(), repo);
+    let started = tokio::time::Instant::now();
     for name in ["age/1", "age/2"] {
         store
             .put(&Path::from(name), PutPayload::from_static(b"x"))
             .await
             .unwrap();
     }
-    assert_eq!(provider.counts().generate, 1);
+    // One key for both, unless the machine was so loaded that they were a second apart.
+    if started.elapsed() < Duration::from_millis(900) {
+        assert_eq!(provider.counts().generate, 1);
+    }
+    let generated = provider.counts().generate;
     tokio::time::sleep(Duration::from_millis(1100)).await;
     store
         .put(&Path::from("age/late"), PutPayload::from_static(b"x"))
         .await
         .unwrap();
-    assert_eq!(provider.counts().generate, 2, "rotation by age");
-    assert_eq!(store.repository().data_key_ids().await.unwrap().len(), 5);
+    assert_eq!(provider.counts().generate, generated + 1, "rotation by age");
+    assert_eq!(
+        store.repository().data_key_ids().await.unwrap().len(),
+        3 + generated as usize + 1
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -347,21 +355,26 @@ async fn readers_ask_the_provider_again_after_the_ttl() {
     };
     let (repo, provider) = open_counting(raw.clone(), &key_file, options).await;
     let reader = encrypted(raw.clone(), repo);
+    let started = tokio::time::Instant::now();
     for _ in 0..5 {
         reader.get(&loc).await.unwrap().bytes().await.unwrap();
     }
-    assert_eq!(provider.counts().unwrap, 1);
+    // One unwrap for the five, unless the machine was so loaded that they spanned the TTL.
+    if started.elapsed() < Duration::from_millis(900) {
+        assert_eq!(provider.counts().unwrap, 1);
+    }
+    let unwrapped = provider.counts().unwrap;
     tokio::time::sleep(Duration::from_millis(1100)).await;
     reader.get(&loc).await.unwrap().bytes().await.unwrap();
     assert_eq!(
         provider.counts().unwrap,
-        2,
+        unwrapped + 1,
         "expired key is unwrapped again"
     );
     // flush_caches drops it at once.
     reader.repository().flush_caches().await;
     reader.get(&loc).await.unwrap().bytes().await.unwrap();
-    assert_eq!(provider.counts().unwrap, 3);
+    assert_eq!(provider.counts().unwrap, unwrapped + 2);
 }
 
 /// Backend parts are cut by bytes, not chunks: with 64 KiB chunks and with the default 1 MiB,

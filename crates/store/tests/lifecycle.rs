@@ -307,6 +307,10 @@ fn short(ttl_ms: u64, check_ms: u64) -> RepositoryOptions {
     }
 }
 
+/// Far above every interval the tests configure (100 ms … 1 s): only a check that never runs
+/// misses it, however loaded the machine.
+const EVENTUALLY: Duration = Duration::from_secs(60);
+
 async fn eventually(what: &str, within: Duration, mut ok: impl AsyncFnMut() -> bool) {
     let start = tokio::time::Instant::now();
     while !ok().await {
@@ -335,11 +339,9 @@ async fn revoked_key_locks_within_the_ttl_and_the_status_check_unlocks() {
 
     provider.set_mode(ProviderMode::Unavailable);
     let path = objects[0].0.clone();
-    eventually(
-        "lock after the reader TTL",
-        Duration::from_secs(5),
-        async || store.get(&path).await.is_err(),
-    )
+    eventually("lock after the reader TTL", EVENTUALLY, async || {
+        store.get(&path).await.is_err()
+    })
     .await;
     let e = store.get(&path).await.unwrap_err();
     assert!(matches!(repo_error(&e), Some(Error::Locked { .. })), "{e}");
@@ -348,11 +350,9 @@ async fn revoked_key_locks_within_the_ttl_and_the_status_check_unlocks() {
     assert!(matches!(repo_error(&e), Some(Error::Locked { .. })), "{e}");
 
     provider.set_mode(ProviderMode::Healthy);
-    eventually(
-        "unlock by the status check",
-        Duration::from_secs(5),
-        async || store.repository().lock_reason().is_none(),
-    )
+    eventually("unlock by the status check", EVENTUALLY, async || {
+        store.repository().lock_reason().is_none()
+    })
     .await;
     assert_all_read(&store, &objects).await;
     store.put(&Path::from("w"), "x".into()).await.unwrap();
@@ -371,11 +371,9 @@ async fn status_check_alone_locks_a_disabled_key() {
     let objects = put_objects(&store, "o", 3).await;
 
     provider.set_mode(ProviderMode::StatusDisabled);
-    eventually(
-        "lock by the status check",
-        Duration::from_secs(5),
-        async || store.repository().lock_reason().is_some(),
-    )
+    eventually("lock by the status check", EVENTUALLY, async || {
+        store.repository().lock_reason().is_some()
+    })
     .await;
     let reason = store.repository().lock_reason().unwrap();
     assert!(reason.contains("Disabled"), "{reason}");
@@ -383,19 +381,23 @@ async fn status_check_alone_locks_a_disabled_key() {
     assert!(matches!(repo_error(&e), Some(Error::Locked { .. })), "{e}");
 
     provider.set_mode(ProviderMode::Healthy);
-    eventually("unlock", Duration::from_secs(5), async || {
+    eventually("unlock", EVENTUALLY, async || {
         store.repository().lock_reason().is_none()
     })
     .await;
     assert_all_read(&store, &objects).await;
     // The check runs as long as the store lives, and stops with it.
     let before = provider.counts().status;
-    tokio::time::sleep(Duration::from_millis(350)).await;
-    assert!(provider.counts().status > before);
+    eventually("another status check", EVENTUALLY, async || {
+        provider.counts().status > before
+    })
+    .await;
     drop(store);
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    // A check already running when the store is dropped may still finish; give it ten
+    // intervals, then none may follow in another ten.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
     let after = provider.counts().status;
-    tokio::time::sleep(Duration::from_millis(350)).await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
     assert_eq!(
         provider.counts().status,
         after,
