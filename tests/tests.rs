@@ -3,4 +3,5 @@
 
 mod cli;
 mod providers;
+mod recover;
 mod snapshot;

@@ -33,11 +33,23 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 }
 
 pub(crate) fn unhex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) || !s.is_ascii() {
+    // Only hex digits: `u8::from_str_radix` alone would also take a sign (`+0`).
+    if !s.len().is_multiple_of(2) || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     (0..s.len())
         .step_by(2)
         .map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok())
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn unhex_takes_hex_digits_only() {
+        assert_eq!(super::unhex("00aBff"), Some(vec![0, 0xab, 0xff]));
+        for bad in ["+0", "-1", "0", "0g", " 0", "é0"] {
+            assert_eq!(super::unhex(bad), None, "{bad:?}");
+        }
+    }
 }
