@@ -28,7 +28,7 @@ mod bench;
 mod durability;
 mod serve;
 mod services;
-mod support;
+pub(crate) mod support;
 
 use std::os::unix::fs::PermissionsExt as _;
 

@@ -243,3 +243,158 @@ async fn key_vectors_agree_in_both_readers() {
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
+
+/// Every `.json` file under `dir`.
+fn json_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for e in std::fs::read_dir(dir).expect("dir").flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            json_files(&p, out);
+        } else if p.extension().is_some_and(|x| x == "json") {
+            out.push(p);
+        }
+    }
+}
+
+/// Validates each file against `schema` with Python's `jsonschema` (an implementation of JSON
+/// Schema nobody here wrote); the failures, one line each.
+fn schema_failures(schema: &str, files: &[PathBuf]) -> String {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let python = root.join(".venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run `bash tests/services.sh start` (its venv has jsonschema)",
+        python.display()
+    );
+    let script = r#"
+import json, sys
+from jsonschema import Draft202012Validator
+schema = json.load(open(sys.argv[1]))
+Draft202012Validator.check_schema(schema)
+v = Draft202012Validator(schema)
+for path in sys.argv[2:]:
+    for e in v.iter_errors(json.load(open(path))):
+        print(f"{path}: {'/'.join(map(str, e.absolute_path))}: {e.message}")
+"#;
+    let out = std::process::Command::new(&python)
+        .args(["-c", script])
+        .arg(root.join("contrib/recover/schema").join(schema))
+        .args(files)
+        .output()
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+/// The JSON Schemas of KEYS.md §2 against files the CLI really writes: local and passphrase
+/// repositories, an escrow copy, a rotation, a re-wrap, a shredded key, an unencrypted
+/// repository; and a schema that would let anything through is caught by a file it refuses.
+#[test]
+fn registration_and_keyring_match_their_schemas() {
+    use crate::cli::support::{Env, er, key_file_arg};
+    let env = Env::new();
+    let escrow_key = env.path("escrow.key");
+    env.init(&[
+        "--escrow-provider",
+        "local:vault",
+        "--escrow-setting",
+        &format!("vault:{}", key_file_arg(&escrow_key)),
+    ]);
+    env.put("a", b"one");
+    env.cmd(&["keys", "rotate"], &[]).run().ok();
+    env.put("b", b"two");
+    let keys = env.cmd(&["keys", "status"], &["--json"]).run();
+    keys.ok();
+    let first = keys.json()["data_keys"][0]["id"]
+        .as_str()
+        .map(str::to_owned);
+    let new_key = env.path("new.key");
+    er(["keys", "rewrap", &env.repo(), "--to-provider", "local"])
+        .args(["--key-setting", &env.key_arg(), "--to-setting"])
+        .arg(key_file_arg(&new_key))
+        .run()
+        .ok();
+    if let Some(id) = first {
+        er(["keys", "shred", &env.repo(), &id, "--yes"])
+            .args(["--key-setting", &key_file_arg(&new_key)])
+            .run()
+            .ok();
+    }
+
+    er([
+        "init",
+        &env.path("p").display().to_string(),
+        "--key-provider",
+        "passphrase",
+    ])
+    .args(["--key-setting", "passphrase_env=ER_SCHEMA_PASS"])
+    .env("ER_SCHEMA_PASS", "correct horse battery staple")
+    .run()
+    .ok();
+    er(["put", &env.path("p").display().to_string(), "x", "-"])
+        .args(["--key-setting", "passphrase_env=ER_SCHEMA_PASS"])
+        .env("ER_SCHEMA_PASS", "correct horse battery staple")
+        .stdin(b"x")
+        .run()
+        .ok();
+    er([
+        "init",
+        &env.path("plain").display().to_string(),
+        "--no-encryption",
+    ])
+    .run()
+    .ok();
+
+    let mut registrations = Vec::new();
+    let mut records = Vec::new();
+    for repo in ["repo", "p", "plain"] {
+        let meta = env.path(repo).join(".encrypt-repo");
+        registrations.push(meta.join("registration.json"));
+        if meta.join("keyring").exists() {
+            json_files(&meta.join("keyring"), &mut records);
+        }
+    }
+    assert!(records.len() >= 3, "{records:?}");
+    let shredded = records
+        .iter()
+        .filter(|p| std::fs::read_to_string(p).is_ok_and(|t| t.contains("shredded_unix")))
+        .count();
+    assert!(shredded >= 1, "no shredded record among {records:?}");
+    assert_eq!(
+        schema_failures("registration.schema.json", &registrations),
+        ""
+    );
+    assert_eq!(schema_failures("keyring-record.schema.json", &records), "");
+
+    // The schemas refuse what a reader must not take for a valid file.
+    let bad = env.path("bad.json");
+    std::fs::write(
+        &bad,
+        r#"{"data_key_id":"A0","created_unix":-1,"wrapped":[{"provider":"local","master_key":"x","ciphertext":"abc"}]}"#,
+    )
+    .expect("write");
+    let failures = schema_failures("keyring-record.schema.json", std::slice::from_ref(&bad));
+    for field in ["data_key_id", "created_unix", "wrapped/0/ciphertext"] {
+        assert!(
+            failures.contains(&format!(": {field}: ")),
+            "{field}: {failures}"
+        );
+    }
+    std::fs::write(
+        &bad,
+        r#"{"format":1,"repository_id":"00","type":"fs","settings":{},"encrypted":true,"chunk_size":1000,"path_binding":true}"#,
+    )
+    .expect("write");
+    let failures = schema_failures("registration.schema.json", std::slice::from_ref(&bad));
+    for field in ["repository_id", "chunk_size"] {
+        assert!(
+            failures.contains(&format!(": {field}: ")),
+            "{field}: {failures}"
+        );
+    }
+    assert!(failures.contains("crypto_settings"), "{failures}");
+}
