@@ -400,7 +400,7 @@ fn registration_and_keyring_match_their_schemas() {
 }
 
 /// `er_recover.py ARGS…` (the independent Python reader); exit code, stdout, stderr.
-fn er_recover(args: &[&str], env: &[(&str, &str)]) -> (i32, Vec<u8>, String) {
+pub(crate) fn er_recover(args: &[&str], env: &[(&str, &str)]) -> (i32, Vec<u8>, String) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let python = root.join(".venv/bin/python");
     assert!(
