@@ -521,6 +521,54 @@ fn the_python_reader_recovers_what_the_cli_wrote() {
     assert_eq!((code, out.len()), (1, 0), "wrong key: {err}");
     assert!(err.contains("wrong master key"), "{err}");
 
+    // Path binding off, every chunk edge of 64 KiB chunks: restored whole, and a moved object
+    // still reads (that is what binding off means).
+    let unbound = env.path("unbound");
+    let u = unbound.display().to_string();
+    er([
+        "init",
+        &u,
+        "--key-provider",
+        "local",
+        "--chunk-size",
+        "64KiB",
+        "--no-path-binding",
+    ])
+    .args(["--key-setting", &format!("key_file={key}")])
+    .run()
+    .ok();
+    let edges: Vec<(String, Vec<u8>)> = [1usize, 65_535, 65_536, 65_537, 131_072, 131_073]
+        .iter()
+        .map(|&n| (format!("edge/{n}"), data(n, n as u64)))
+        .collect();
+    for (name, bytes) in &edges {
+        er(["put", &u, name, "-"])
+            .args(["--key-setting", &format!("key_file={key}")])
+            .stdin(bytes)
+            .run()
+            .ok();
+    }
+    let dest = env.path("unbound-out");
+    let (code, _, err) = er_recover(
+        &[
+            "--key-file",
+            &key,
+            &u,
+            "restore",
+            &dest.display().to_string(),
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    for (name, bytes) in &edges {
+        let got = std::fs::read(dest.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(got == *bytes, "{name}: {} bytes", got.len());
+    }
+    std::fs::copy(unbound.join("edge/65537"), unbound.join("elsewhere")).expect("copy");
+    let (code, out, err) = er_recover(&["--key-file", &key, &u, "cat", "elsewhere"], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out == edges[3].1);
+
     // A passphrase repository.
     let p = env.path("p").display().to_string();
     let pass = [("ER_RECOVER_PASS", "correct horse battery staple")];
