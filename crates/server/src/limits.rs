@@ -156,15 +156,21 @@ pub struct Slot {
     address: IpAddr,
 }
 
+/// Takes one from `key`'s count, dropping the entry at zero (so the map holds only keys with
+/// something in progress).
+fn release<K: std::hash::Hash + Eq>(counts: &Mutex<HashMap<K, usize>>, key: &K) {
+    let mut m = lock(counts);
+    if let Some(n) = m.get_mut(key) {
+        *n -= 1;
+        if *n == 0 {
+            m.remove(key);
+        }
+    }
+}
+
 impl Drop for Slot {
     fn drop(&mut self) {
-        let mut m = lock(&self.connections.per_address);
-        if let Some(n) = m.get_mut(&self.address) {
-            *n -= 1;
-            if *n == 0 {
-                m.remove(&self.address);
-            }
-        }
+        release(&self.connections.per_address, &self.address);
     }
 }
 
@@ -365,13 +371,7 @@ pub struct Upload {
 
 impl Drop for Upload {
     fn drop(&mut self) {
-        let mut m = lock(&self.uploads.per_user);
-        if let Some(n) = m.get_mut(&self.user) {
-            *n -= 1;
-            if *n == 0 {
-                m.remove(&self.user);
-            }
-        }
+        release(&self.uploads.per_user, &self.user);
     }
 }
 

@@ -29,12 +29,7 @@ fn jwt_domain(extra: &str) -> String {
 }
 
 fn hs256(claims: &Value) -> String {
-    let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
-    let payload = URL_SAFE_NO_PAD.encode(claims.to_string());
-    let input = format!("{header}.{payload}");
-    let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, SECRET);
-    let sig = aws_lc_rs::hmac::sign(&key, input.as_bytes());
-    format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig.as_ref()))
+    hs256_with(SECRET, claims)
 }
 
 fn now() -> u64 {
