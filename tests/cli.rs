@@ -27,7 +27,7 @@ mod backup;
 mod bench;
 mod durability;
 mod serve;
-mod services;
+pub(crate) mod services;
 pub(crate) mod support;
 
 use std::os::unix::fs::PermissionsExt as _;

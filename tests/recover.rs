@@ -596,3 +596,71 @@ fn the_python_reader_recovers_what_the_cli_wrote() {
     );
     assert_eq!((code, out.len()), (1, 0));
 }
+
+/// KEYS.md §9 with only the vendor's CLI: for a repository whose data keys are wrapped by
+/// OpenBao transit, `er_recover.py kms-commands` prints the `bao write …/decrypt/…` command of
+/// each data key; run with a token holding only the key's policy, `bao` (OpenBao's own CLI)
+/// unwraps it, and the Python reader opens the objects with the keys it printed.
+#[test]
+fn openbao_wrapped_keys_are_recovered_with_the_bao_cli_alone() {
+    use crate::cli::services;
+    use crate::cli::support::{Env, data, er};
+    let bao = services::bao();
+    let env = Env::new();
+    let (_, _, settings) = bao.key_with_token(env.tmp.path());
+    let repo = env.repo();
+    let mut init = er(["init", &repo, "--key-provider", "openbao"]);
+    for s in &settings {
+        init = init.args(["--key-setting", s]);
+    }
+    init.run().ok();
+    let body = data(150_000, 9);
+    let mut put = er(["put", &repo, "kms/object", "-"]).stdin(&body);
+    for s in &settings {
+        put = put.args(["--key-setting", s]);
+    }
+    put.run().ok();
+
+    let (code, commands, err) = er_recover(&[&repo, "kms-commands"], &[]);
+    assert_eq!(code, 0, "{err}");
+    let commands = String::from_utf8(commands).expect("utf-8");
+    assert!(commands.contains("bao write"), "{commands}");
+    let token_file = settings
+        .iter()
+        .find_map(|s| s.strip_prefix("token_file="))
+        .expect("token_file");
+    let token = std::fs::read_to_string(token_file).expect("token");
+    let venv_bin = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin");
+    let path = format!(
+        "{}:{}",
+        venv_bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = std::process::Command::new("sh")
+        .args(["-euc", &commands])
+        .env("PATH", path)
+        .env("BAO_ADDR", &bao.addr)
+        .env("BAO_TOKEN", token.trim())
+        .output()
+        .expect("sh");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let keys: Vec<String> = String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .lines()
+        .filter(|l| l.len() == 32 + 1 + 64 && l.as_bytes()[32] == b'=')
+        .map(str::to_owned)
+        .collect();
+    assert!(!keys.is_empty(), "no ID=KEY line from the bao commands");
+    let mut args: Vec<&str> = Vec::new();
+    for k in &keys {
+        args.extend(["--data-key", k]);
+    }
+    args.extend([repo.as_str(), "cat", "kms/object"]);
+    let (code, out, err) = er_recover(&args, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out == body, "the object recovered with bao's keys differs");
+}
