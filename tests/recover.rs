@@ -664,3 +664,90 @@ fn openbao_wrapped_keys_are_recovered_with_the_bao_cli_alone() {
     assert_eq!(code, 0, "{err}");
     assert!(out == body, "the object recovered with bao's keys differs");
 }
+
+/// KEYS.md §8 with only the AWS CLI: for a repository whose data keys are wrapped by AWS KMS
+/// (moto), the `aws kms decrypt` commands `er_recover.py kms-commands` prints give keys that open
+/// the objects.
+#[test]
+fn aws_kms_wrapped_keys_are_recovered_with_the_aws_cli_alone() {
+    use crate::cli::services;
+    use crate::cli::support::{Env, data, er};
+    let (settings, aws_env) = services::kms_key();
+    let env = Env::new();
+    let repo = env.repo();
+    let with_kms = |mut cmd: crate::cli::support::Cmd| {
+        for s in &settings {
+            cmd = cmd.args(["--key-setting", s]);
+        }
+        for (k, v) in &aws_env {
+            cmd = cmd.env(k, v);
+        }
+        cmd
+    };
+    with_kms(er(["init", &repo, "--key-provider", "aws-kms"]))
+        .run()
+        .ok();
+    let body = data(100_000, 11);
+    with_kms(er(["put", &repo, "kms/object", "-"]).stdin(&body))
+        .run()
+        .ok();
+
+    let (code, commands, err) = er_recover(&[&repo, "kms-commands"], &[]);
+    assert_eq!(code, 0, "{err}");
+    let commands = String::from_utf8(commands).expect("utf-8");
+    assert!(commands.contains("aws kms decrypt"), "{commands}");
+    let endpoint = settings
+        .iter()
+        .find_map(|s| s.strip_prefix("endpoint="))
+        .expect("endpoint");
+    let venv_bin = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin");
+    assert!(
+        venv_bin.join("aws").exists(),
+        "the AWS CLI is missing: run `bash tests/services.sh start`"
+    );
+    let path = format!(
+        "{}:{}",
+        venv_bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut sh = std::process::Command::new("sh");
+    sh.args(["-euc", &commands])
+        .current_dir(env.tmp.path())
+        .env("PATH", path)
+        .env("AWS_ENDPOINT_URL", endpoint)
+        // AWS CLI v1 reads the region from AWS_DEFAULT_REGION (or --region), not AWS_REGION.
+        .env("AWS_DEFAULT_REGION", crate::cli::services::AWS_REGION)
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null");
+    for (k, v) in &aws_env {
+        sh.env(k, v);
+    }
+    let out = sh.output().expect("sh");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let keys: Vec<String> = String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .lines()
+        .filter(|l| l.len() == 32 + 1 + 64 && l.as_bytes()[32] == b'=')
+        .map(str::to_owned)
+        .collect();
+    assert!(
+        !keys.is_empty(),
+        "no ID=KEY line from the aws commands: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut args: Vec<&str> = Vec::new();
+    for k in &keys {
+        args.extend(["--data-key", k]);
+    }
+    args.extend([repo.as_str(), "cat", "kms/object"]);
+    let (code, out, err) = er_recover(&args, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out == body,
+        "the object recovered with the AWS CLI's keys differs"
+    );
+}

