@@ -716,7 +716,7 @@ fn aws_kms_wrapped_keys_are_recovered_with_the_aws_cli_alone() {
         .env("PATH", path)
         .env("AWS_ENDPOINT_URL", endpoint)
         // AWS CLI v1 reads the region from AWS_DEFAULT_REGION (or --region), not AWS_REGION.
-        .env("AWS_DEFAULT_REGION", crate::cli::services::AWS_REGION)
+        .env("AWS_DEFAULT_REGION", services::AWS_REGION)
         .env("AWS_CONFIG_FILE", "/dev/null")
         .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null");
     for (k, v) in &aws_env {
