@@ -34,8 +34,8 @@ fn copy_tree(src: &Path, dst: &Path) {
     }
 }
 
-/// Every file under `dir` with its bytes, by relative path.
-fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
+/// Every file under `dir` with its bytes, by relative path, sorted.
+pub(crate) fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
     fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, Vec<u8>)>) {
         for e in std::fs::read_dir(dir).expect("read_dir").flatten() {
             let p = e.path();

@@ -11,6 +11,20 @@ use std::path::{Path, PathBuf};
 use encrypt_repo::format::{DataKeyId, RepositoryId};
 use encrypt_repo::keys::{Error, Settings, WrapContext, WrappedKey};
 
+/// `tool` from the venv `tests/services.sh` makes (Python with `cryptography` and `jsonschema`,
+/// the `bao` and `aws` CLIs); fails, naming the command that installs it, when it is missing.
+fn venv(tool: &str) -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(".venv/bin")
+        .join(tool);
+    assert!(
+        p.exists(),
+        "{} is missing: run `bash tests/services.sh start` (it installs the venv these tests use)",
+        p.display()
+    );
+    p
+}
+
 fn vectors_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/keys/testdata/vectors")
 }
@@ -183,28 +197,15 @@ async fn key_vectors_agree_in_both_readers() {
     assert!(all.len() >= 30, "{} vectors", all.len());
     let scratch = tempfile::tempdir().expect("tempdir");
 
-    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: run `bash tests/services.sh start` (it installs the venv with `cryptography`)",
-        python.display()
-    );
-    let out = std::process::Command::new(&python)
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/recover/er_recover.py"))
-        .args(["keys", "vector"])
-        .args(
-            all.iter()
-                .map(|v| vectors_dir().join(&v.name))
-                .collect::<Vec<_>>(),
-        )
-        .output()
-        .expect("run er_recover.py");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let python_outcomes: BTreeMap<String, (String, String)> = String::from_utf8(out.stdout)
+    let files: Vec<String> = all
+        .iter()
+        .map(|v| vectors_dir().join(&v.name).display().to_string())
+        .collect();
+    let mut args = vec!["keys", "vector"];
+    args.extend(files.iter().map(String::as_str));
+    let (code, stdout, err) = er_recover(&args, &[]);
+    assert_eq!(code, 0, "{err}");
+    let python_outcomes: BTreeMap<String, (String, String)> = String::from_utf8(stdout)
         .expect("utf-8")
         .lines()
         .map(|l| {
@@ -246,26 +247,18 @@ async fn key_vectors_agree_in_both_readers() {
 
 /// Every `.json` file under `dir`.
 fn json_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    for e in std::fs::read_dir(dir).expect("dir").flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            json_files(&p, out);
-        } else if p.extension().is_some_and(|x| x == "json") {
-            out.push(p);
-        }
-    }
+    out.extend(
+        crate::golden::files(dir)
+            .into_iter()
+            .filter(|(rel, _)| rel.ends_with(".json"))
+            .map(|(rel, _)| dir.join(rel)),
+    );
 }
 
 /// Validates each file against `schema` with Python's `jsonschema` (an implementation of JSON
 /// Schema nobody here wrote); the failures, one line each.
 fn schema_failures(schema: &str, files: &[PathBuf]) -> String {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let python = root.join(".venv/bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: run `bash tests/services.sh start` (its venv has jsonschema)",
-        python.display()
-    );
     let script = r#"
 import json, sys
 from jsonschema import Draft202012Validator
@@ -276,7 +269,7 @@ for path in sys.argv[2:]:
     for e in v.iter_errors(json.load(open(path))):
         print(f"{path}: {'/'.join(map(str, e.absolute_path))}: {e.message}")
 "#;
-    let out = std::process::Command::new(&python)
+    let out = std::process::Command::new(venv("python"))
         .args(["-c", script])
         .arg(root.join("contrib/recover/schema").join(schema))
         .args(files)
@@ -401,15 +394,8 @@ fn registration_and_keyring_match_their_schemas() {
 
 /// `er_recover.py ARGS…` (the independent Python reader); exit code, stdout, stderr.
 pub(crate) fn er_recover(args: &[&str], env: &[(&str, &str)]) -> (i32, Vec<u8>, String) {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let python = root.join(".venv/bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: run `bash tests/services.sh start` (it installs the venv with `cryptography`)",
-        python.display()
-    );
-    let mut cmd = std::process::Command::new(python);
-    cmd.arg(root.join("contrib/recover/er_recover.py"))
+    let mut cmd = std::process::Command::new(venv("python"));
+    cmd.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/recover/er_recover.py"))
         .args(args);
     for (k, v) in env {
         cmd.env(k, v);
@@ -420,6 +406,29 @@ pub(crate) fn er_recover(args: &[&str], env: &[(&str, &str)]) -> (i32, Vec<u8>, 
         out.stdout,
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// `er_recover.py --key-file KEY REPO restore DEST`, then each of `objects` must be in `dest`
+/// with exactly its bytes.
+fn restore_and_compare<N: AsRef<str>>(
+    key: &str,
+    repo: &str,
+    dest: &Path,
+    objects: &[(N, Vec<u8>)],
+) {
+    let dest_arg = dest.display().to_string();
+    let (code, _, err) = er_recover(&["--key-file", key, repo, "restore", &dest_arg], &[]);
+    assert_eq!(code, 0, "{err}");
+    for (name, bytes) in objects {
+        let name = name.as_ref();
+        let got = std::fs::read(dest.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(
+            got == *bytes,
+            "{name}: {} bytes, want {}",
+            got.len(),
+            bytes.len()
+        );
+    }
 }
 
 /// What the CLI wrote, read back by the Python reader alone: every object of a local-key and a
@@ -448,27 +457,7 @@ fn the_python_reader_recovers_what_the_cli_wrote() {
         String::from_utf8_lossy(&out).contains("unwrapped"),
         "{out:?}"
     );
-    let dest = env.path("recovered");
-    let (code, _, err) = er_recover(
-        &[
-            "--key-file",
-            &key,
-            &repo,
-            "restore",
-            &dest.display().to_string(),
-        ],
-        &[],
-    );
-    assert_eq!(code, 0, "{err}");
-    for (name, bytes) in &objects {
-        let got = std::fs::read(dest.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
-        assert!(
-            got == *bytes,
-            "{name}: {} bytes, want {}",
-            got.len(),
-            bytes.len()
-        );
-    }
+    restore_and_compare(&key, &repo, &env.path("recovered"), &objects);
     // A range across a chunk boundary.
     let (code, out, err) = er_recover(
         &[
@@ -548,22 +537,7 @@ fn the_python_reader_recovers_what_the_cli_wrote() {
             .run()
             .ok();
     }
-    let dest = env.path("unbound-out");
-    let (code, _, err) = er_recover(
-        &[
-            "--key-file",
-            &key,
-            &u,
-            "restore",
-            &dest.display().to_string(),
-        ],
-        &[],
-    );
-    assert_eq!(code, 0, "{err}");
-    for (name, bytes) in &edges {
-        let got = std::fs::read(dest.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
-        assert!(got == *bytes, "{name}: {} bytes", got.len());
-    }
+    restore_and_compare(&key, &u, &env.path("unbound-out"), &edges);
     std::fs::copy(unbound.join("edge/65537"), unbound.join("elsewhere")).expect("copy");
     let (code, out, err) = er_recover(&["--key-file", &key, &u, "cat", "elsewhere"], &[]);
     assert_eq!(code, 0, "{err}");
@@ -597,6 +571,60 @@ fn the_python_reader_recovers_what_the_cli_wrote() {
     assert_eq!((code, out.len()), (1, 0));
 }
 
+/// KEYS.md §8/§9 as a user with only the vendor's CLI would do it: the commands
+/// `er_recover.py REPO kms-commands` prints (they must use `cli`), run by `sh` in `dir` with the
+/// venv's CLIs on `PATH` and `env`; every command must print `DATA_KEY_ID=KEY`. Returns `object`
+/// as the Python reader opens it with those keys.
+fn cat_with_kms_commands(
+    repo: &str,
+    cli: &str,
+    dir: &Path,
+    env: &[(&str, String)],
+    object: &str,
+) -> Vec<u8> {
+    let (code, commands, err) = er_recover(&[repo, "kms-commands"], &[]);
+    assert_eq!(code, 0, "{err}");
+    let commands = String::from_utf8(commands).expect("utf-8");
+    let wanted = commands.lines().filter(|l| l.starts_with("echo ")).count();
+    assert!(wanted > 0 && commands.contains(cli), "{commands}");
+    let bin = venv(cli);
+    let path = format!(
+        "{}:{}",
+        bin.parent().expect("venv bin").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut sh = std::process::Command::new("sh");
+    sh.args(["-euc", &commands])
+        .current_dir(dir)
+        .env("PATH", path);
+    for (k, v) in env {
+        sh.env(k, v);
+    }
+    let out = sh.output().expect("sh");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let keys: Vec<String> = String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(keys.len(), wanted, "{keys:?} {stderr}");
+    for k in &keys {
+        assert!(
+            k.len() == 32 + 1 + 64 && k.as_bytes()[32] == b'=',
+            "not DATA_KEY_ID=KEY: {k:?} ({stderr})"
+        );
+    }
+    let mut args: Vec<&str> = Vec::new();
+    for k in &keys {
+        args.extend(["--data-key", k]);
+    }
+    args.extend([repo, "cat", object]);
+    let (code, out, err) = er_recover(&args, &[]);
+    assert_eq!(code, 0, "{err}");
+    out
+}
+
 /// KEYS.md §9 with only the vendor's CLI: for a repository whose data keys are wrapped by
 /// OpenBao transit, `er_recover.py kms-commands` prints the `bao write …/decrypt/…` command of
 /// each data key; run with a token holding only the key's policy, `bao` (OpenBao's own CLI)
@@ -621,47 +649,21 @@ fn openbao_wrapped_keys_are_recovered_with_the_bao_cli_alone() {
     }
     put.run().ok();
 
-    let (code, commands, err) = er_recover(&[&repo, "kms-commands"], &[]);
-    assert_eq!(code, 0, "{err}");
-    let commands = String::from_utf8(commands).expect("utf-8");
-    assert!(commands.contains("bao write"), "{commands}");
     let token_file = settings
         .iter()
         .find_map(|s| s.strip_prefix("token_file="))
         .expect("token_file");
     let token = std::fs::read_to_string(token_file).expect("token");
-    let venv_bin = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin");
-    let path = format!(
-        "{}:{}",
-        venv_bin.display(),
-        std::env::var("PATH").unwrap_or_default()
+    let out = cat_with_kms_commands(
+        &repo,
+        "bao",
+        env.tmp.path(),
+        &[
+            ("BAO_ADDR", bao.addr.clone()),
+            ("BAO_TOKEN", token.trim().to_owned()),
+        ],
+        "kms/object",
     );
-    let out = std::process::Command::new("sh")
-        .args(["-euc", &commands])
-        .env("PATH", path)
-        .env("BAO_ADDR", &bao.addr)
-        .env("BAO_TOKEN", token.trim())
-        .output()
-        .expect("sh");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let keys: Vec<String> = String::from_utf8(out.stdout)
-        .expect("utf-8")
-        .lines()
-        .filter(|l| l.len() == 32 + 1 + 64 && l.as_bytes()[32] == b'=')
-        .map(str::to_owned)
-        .collect();
-    assert!(!keys.is_empty(), "no ID=KEY line from the bao commands");
-    let mut args: Vec<&str> = Vec::new();
-    for k in &keys {
-        args.extend(["--data-key", k]);
-    }
-    args.extend([repo.as_str(), "cat", "kms/object"]);
-    let (code, out, err) = er_recover(&args, &[]);
-    assert_eq!(code, 0, "{err}");
     assert!(out == body, "the object recovered with bao's keys differs");
 }
 
@@ -692,60 +694,19 @@ fn aws_kms_wrapped_keys_are_recovered_with_the_aws_cli_alone() {
         .run()
         .ok();
 
-    let (code, commands, err) = er_recover(&[&repo, "kms-commands"], &[]);
-    assert_eq!(code, 0, "{err}");
-    let commands = String::from_utf8(commands).expect("utf-8");
-    assert!(commands.contains("aws kms decrypt"), "{commands}");
     let endpoint = settings
         .iter()
         .find_map(|s| s.strip_prefix("endpoint="))
         .expect("endpoint");
-    let venv_bin = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin");
-    assert!(
-        venv_bin.join("aws").exists(),
-        "the AWS CLI is missing: run `bash tests/services.sh start`"
-    );
-    let path = format!(
-        "{}:{}",
-        venv_bin.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    let mut sh = std::process::Command::new("sh");
-    sh.args(["-euc", &commands])
-        .current_dir(env.tmp.path())
-        .env("PATH", path)
-        .env("AWS_ENDPOINT_URL", endpoint)
+    let mut cli_env = vec![
+        ("AWS_ENDPOINT_URL", endpoint.to_owned()),
         // AWS CLI v1 reads the region from AWS_DEFAULT_REGION (or --region), not AWS_REGION.
-        .env("AWS_DEFAULT_REGION", services::AWS_REGION)
-        .env("AWS_CONFIG_FILE", "/dev/null")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null");
-    for (k, v) in &aws_env {
-        sh.env(k, v);
-    }
-    let out = sh.output().expect("sh");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let keys: Vec<String> = String::from_utf8(out.stdout)
-        .expect("utf-8")
-        .lines()
-        .filter(|l| l.len() == 32 + 1 + 64 && l.as_bytes()[32] == b'=')
-        .map(str::to_owned)
-        .collect();
-    assert!(
-        !keys.is_empty(),
-        "no ID=KEY line from the aws commands: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut args: Vec<&str> = Vec::new();
-    for k in &keys {
-        args.extend(["--data-key", k]);
-    }
-    args.extend([repo.as_str(), "cat", "kms/object"]);
-    let (code, out, err) = er_recover(&args, &[]);
-    assert_eq!(code, 0, "{err}");
+        ("AWS_DEFAULT_REGION", services::AWS_REGION.to_owned()),
+        ("AWS_CONFIG_FILE", "/dev/null".to_owned()),
+        ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null".to_owned()),
+    ];
+    cli_env.extend(aws_env.iter().cloned());
+    let out = cat_with_kms_commands(&repo, "aws", env.tmp.path(), &cli_env, "kms/object");
     assert!(
         out == body,
         "the object recovered with the AWS CLI's keys differs"

@@ -375,8 +375,9 @@ pub(crate) fn from_object_store(
 fn unstorable_name(e: &(dyn std::error::Error + 'static)) -> bool {
     let mut next = Some(e);
     while let Some(e) = next {
+        // std maps ENAMETOOLONG to InvalidFilename.
         if let Some(io) = e.downcast_ref::<std::io::Error>()
-            && (io.kind() == std::io::ErrorKind::InvalidFilename || io.raw_os_error() == Some(36))
+            && io.kind() == std::io::ErrorKind::InvalidFilename
         {
             return true;
         }
@@ -426,5 +427,36 @@ fn from_store_ref(repo: &str, path: Option<&str>, e: &encrypt_repo_store::Error)
                 ),
             )
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A file system with shorter names than the service allows (eCryptfs: 143 bytes) refuses
+    /// the name deep in object_store's error chain: still the request's fault, 400.
+    #[test]
+    fn a_name_the_file_system_refuses_is_400_not_502() {
+        let refused = object_store::Error::Generic {
+            store: "LocalFileSystem",
+            source: Box::new(std::io::Error::from_raw_os_error(36)), // ENAMETOOLONG
+        };
+        let e = from_object_store("r", Some("a/long-name"), refused);
+        assert_eq!(e.status, StatusCode::BAD_REQUEST);
+        assert!(
+            e.reason
+                .contains("cannot store an object named [a/long-name]"),
+            "{}",
+            e.reason
+        );
+        let other = object_store::Error::Generic {
+            store: "LocalFileSystem",
+            source: Box::new(std::io::Error::from(std::io::ErrorKind::PermissionDenied)),
+        };
+        assert_eq!(
+            from_object_store("r", None, other).status,
+            StatusCode::BAD_GATEWAY
+        );
     }
 }

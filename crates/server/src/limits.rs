@@ -467,6 +467,10 @@ impl http_body::Body for StallGuard {
 /// a request whose body stalled is answered `408` and its connection closed, whatever the
 /// handler made of the failed read (an upload is aborted and its buffers freed by then).
 pub async fn body_stall(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
+    // Nothing to wait for (a GET, an empty PUT): no timer.
+    if http_body::Body::is_end_stream(req.body()) {
+        return next.run(req).await;
+    }
     let timeout = app.config.server.limits.body_stall_timeout();
     let stalled = Arc::new(AtomicBool::new(false));
     let flag = stalled.clone();

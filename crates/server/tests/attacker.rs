@@ -71,6 +71,11 @@ async fn call(
     )
 }
 
+/// The operator's `main` local provider, with nothing but its name (what a caller may send).
+fn main_local_key() -> Value {
+    json!({ "key_provider_name": "main", "key_provider_type": "local", "settings": {} })
+}
+
 fn registration(dir: &Path, name: &str, crypto: Value) -> Value {
     json!({
         "type": "fs",
@@ -103,11 +108,7 @@ async fn callers_holding_register_or_key_permissions_cannot_reach_files_programs
     admin_put(
         &s,
         "/_snapshot/k",
-        &registration(
-            dir.path(),
-            "k",
-            json!({ "key_provider_name": "main", "key_provider_type": "local", "settings": {} }),
-        ),
+        &registration(dir.path(), "k", main_local_key()),
     )
     .await;
 
@@ -191,11 +192,7 @@ async fn callers_holding_register_or_key_permissions_cannot_reach_files_programs
         &keys,
         reqwest::Method::PUT,
         "/_snapshot/k2",
-        &registration(
-            dir.path(),
-            "k2",
-            json!({ "key_provider_name": "main", "key_provider_type": "local", "settings": {} }),
-        ),
+        &registration(dir.path(), "k2", main_local_key()),
     )
     .await;
     assert_eq!(status, StatusCode::FORBIDDEN);

@@ -485,17 +485,19 @@ impl Authenticator {
         query: Option<&str>,
         ip: IpAddr,
     ) -> Outcome {
-        let checked = j.authenticate(headers, query, SystemTime::now());
-        if matches!(checked, Ok(None)) {
+        // No token for this domain: nothing presented, whatever the limiter says.
+        let Some(checked) = j
+            .authenticate(headers, query, SystemTime::now())
+            .transpose()
+        else {
             return Outcome::Absent;
-        }
+        };
         if let Err(blocked) = self.limiter.check(ip, None, Instant::now()) {
             tracing::warn!(domain = %d.name, remote = %ip, by = ?blocked.by, "token refused: too many failures");
             return Outcome::Blocked(blocked);
         }
         match checked {
-            Ok(None) => Outcome::Absent,
-            Ok(Some(id)) => Outcome::Accepted(Subject {
+            Ok(id) => Outcome::Accepted(Subject {
                 name: id.subject,
                 backend_roles: id.backend_roles,
                 direct_roles: Vec::new(),
