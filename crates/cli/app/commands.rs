@@ -9,8 +9,7 @@ use bytes::Bytes;
 use encrypt_repo::format::DataKeyId;
 use encrypt_repo::keys::Settings;
 use encrypt_repo::store::{
-    BufferPool, CryptoSettings, EncryptedStore, RegistrationRequest, Repository, RepositoryOptions,
-    Shred,
+    BufferPool, CryptoSettings, EncryptedStore, RegistrationRequest, Repository, Shred,
 };
 use futures::StreamExt as _;
 use object_store::path::Path as ObjectPath;
@@ -112,27 +111,16 @@ pub(crate) async fn init(a: &args::Init, g: &args::Global, out: &Output) -> Resu
             "--key-provider is required unless --no-encryption".into()
         )),
     };
+    let mut escrow_settings = open::escrow_settings(&g.escrow_settings)?;
     let mut escrow = Vec::new();
     for spec in &a.escrow_providers {
         let (t, name) = spec
             .split_once(':')
             .ok_or_else(|| Usage(format!("--escrow-provider {spec:?}: expected TYPE:NAME")))?;
-        let mut s = Settings::new();
-        for e in &a.escrow_settings {
-            let (n, kv) = e
-                .split_once(':')
-                .ok_or_else(|| Usage(format!("--escrow-setting {e:?}: expected NAME:K=V")))?;
-            let (k, v) = kv
-                .split_once('=')
-                .ok_or_else(|| Usage(format!("--escrow-setting {e:?}: expected NAME:K=V")))?;
-            if n == name {
-                s.insert(k.to_owned(), v.to_owned());
-            }
-        }
         escrow.push(CryptoSettings {
             key_provider_name: name.to_owned(),
             key_provider_type: t.to_owned(),
-            settings: s,
+            settings: escrow_settings.remove(name).unwrap_or_default(),
         });
     }
     let request = RegistrationRequest {
@@ -148,7 +136,7 @@ pub(crate) async fn init(a: &args::Init, g: &args::Global, out: &Output) -> Resu
         location.backend.clone(),
         request,
         &encrypt_repo::provider_registry(),
-        RepositoryOptions::default(),
+        open::repository_options(g)?,
     )
     .await
     .with_context(|| format!("registering repository {}", a.repo.repo))?;
@@ -186,7 +174,7 @@ pub(crate) async fn init(a: &args::Init, g: &args::Global, out: &Output) -> Resu
 }
 
 pub(crate) async fn info(a: &args::Repo, g: &args::Global) -> Result<Done> {
-    let (_, repo) = open::open(&a.repo, &g.store_options, &g.key_settings).await?;
+    let (_, repo) = open::open(&a.repo, g).await?;
     let reg = repo.registration();
     let keys = if repo.is_encrypted() {
         repo.data_keys().await?
@@ -242,7 +230,7 @@ pub(crate) async fn info(a: &args::Repo, g: &args::Global) -> Result<Done> {
 }
 
 pub(crate) async fn put(a: &args::Put, g: &args::Global, out: &Output) -> Result<Done> {
-    let (repo, store) = open::open_store(&a.repo.repo, &g.store_options, &g.key_settings).await?;
+    let (repo, store) = open::open_store(&a.repo.repo, g).await?;
     let in_flight = match a.parts_in_flight {
         Some(n) => usize::from(n),
         None if repo.registration().request.store_type == "fs" => LOCAL_PARTS_IN_FLIGHT,
@@ -398,7 +386,7 @@ pub(crate) async fn get(a: &args::Get, g: &args::Global, out: &Output) -> Result
         ));
     }
     let range = a.range.as_deref().map(parse_range).transpose()?;
-    let (_, store) = open::open_store(&a.repo.repo, &g.store_options, &g.key_settings).await?;
+    let (_, store) = open::open_store(&a.repo.repo, g).await?;
     let path = object_path(&a.object)?;
     if let (Some(r), Some(text)) = (&range, a.range.as_deref()) {
         check_range(&store, &path, r, text).await?;
@@ -557,7 +545,7 @@ impl EarlyWriteback {
 }
 
 pub(crate) async fn ls(a: &args::Ls, g: &args::Global, out: &Output) -> Result<Done> {
-    let (_, store) = open::open_store(&a.repo.repo, &g.store_options, &g.key_settings).await?;
+    let (_, store) = open::open_store(&a.repo.repo, g).await?;
     let prefix = a.prefix.as_deref().map(object_path).transpose()?;
     let listing = listing::list(&store, prefix.as_ref()).await?;
     let mut human = String::new();
@@ -599,7 +587,7 @@ pub(crate) async fn ls(a: &args::Ls, g: &args::Global, out: &Output) -> Result<D
 }
 
 pub(crate) async fn rm(a: &args::Rm, g: &args::Global) -> Result<Done> {
-    let (_, store) = open::open_store(&a.repo.repo, &g.store_options, &g.key_settings).await?;
+    let (_, store) = open::open_store(&a.repo.repo, g).await?;
     for o in &a.objects {
         let p = object_path(o)?;
         store
@@ -614,7 +602,7 @@ pub(crate) async fn rm(a: &args::Rm, g: &args::Global) -> Result<Done> {
 }
 
 pub(crate) async fn cp(a: &args::Cp, g: &args::Global) -> Result<Done> {
-    let (_, store) = open::open_store(&a.repo.repo, &g.store_options, &g.key_settings).await?;
+    let (_, store) = open::open_store(&a.repo.repo, g).await?;
     store
         .copy(&object_path(&a.from)?, &object_path(&a.to)?)
         .await
@@ -626,7 +614,7 @@ pub(crate) async fn cp(a: &args::Cp, g: &args::Global) -> Result<Done> {
 }
 
 pub(crate) async fn verify(a: &args::Verify, g: &args::Global, out: &Output) -> Result<Done> {
-    let (location, repo) = open::open(&a.repo.repo, &g.store_options, &g.key_settings).await?;
+    let (location, repo) = open::open(&a.repo.repo, g).await?;
     let leftovers = listing::leftovers(location.local_dir.clone()).await?;
     let store = EncryptedStore::new(Arc::new(location.backend), repo);
     let prefix = a.prefix.as_deref().map(object_path).transpose()?;
@@ -726,7 +714,7 @@ pub(crate) async fn verify(a: &args::Verify, g: &args::Global, out: &Output) -> 
 pub(crate) async fn keys(k: &args::Keys, g: &args::Global, out: &Output) -> Result<Done> {
     match k {
         args::Keys::Status(a) => {
-            let (_, repo) = open::open(&a.repo, &g.store_options, &g.key_settings).await?;
+            let (_, repo) = open::open(&a.repo, g).await?;
             let status = repo.check_key_status().await?;
             let keys = repo.data_keys().await?;
             let mut human = format!(
@@ -762,7 +750,7 @@ pub(crate) async fn keys(k: &args::Keys, g: &args::Global, out: &Output) -> Resu
         args::Keys::Rotate(a) => {
             // A new data key is made by the next write of any process; record one now so the
             // rotation is visible and the old key stops being used here.
-            let (location, repo) = open::open(&a.repo, &g.store_options, &g.key_settings).await?;
+            let (location, repo) = open::open(&a.repo, g).await?;
             let before = repo.data_key_ids().await?.len();
             repo.rotate_now().await;
             // The probe object lives under the reserved prefix, where no user object can be
@@ -786,7 +774,7 @@ pub(crate) async fn keys(k: &args::Keys, g: &args::Global, out: &Output) -> Resu
             ))
         }
         args::Keys::Rewrap(a) => {
-            let (_, repo) = open::open(&a.repo.repo, &g.store_options, &g.key_settings).await?;
+            let (_, repo) = open::open(&a.repo.repo, g).await?;
             let target = CryptoSettings {
                 key_provider_name: a.to_name.clone().unwrap_or_else(|| a.to_provider.clone()),
                 key_provider_type: a.to_provider.clone(),
@@ -812,7 +800,7 @@ pub(crate) async fn keys(k: &args::Keys, g: &args::Global, out: &Output) -> Resu
                         .into()
                 ));
             }
-            let (_, repo) = open::open(&a.repo.repo, &g.store_options, &g.key_settings).await?;
+            let (_, repo) = open::open(&a.repo.repo, g).await?;
             let n = if a.all {
                 repo.shred(Shred::All).await?
             } else {
@@ -842,7 +830,6 @@ pub(crate) async fn backup(a: &args::Backup, g: &args::Global, out: &Output) -> 
             key_provider: Some(a.key_provider.clone()),
             key_provider_name: None,
             escrow_providers: Vec::new(),
-            escrow_settings: Vec::new(),
             chunk_size: None,
             no_encryption: false,
             no_path_binding: false,
@@ -850,7 +837,7 @@ pub(crate) async fn backup(a: &args::Backup, g: &args::Global, out: &Output) -> 
         let (registered, _) = init(&init_args, g, out).await?;
         out.note(&registered);
     }
-    let (_, store) = open::open_store(&a.repo.repo, &g.store_options, &g.key_settings).await?;
+    let (_, store) = open::open_store(&a.repo.repo, g).await?;
     if !a.dir.is_dir() {
         bail!(NotFound(format!("{} is not a directory", a.dir.display())));
     }
@@ -892,7 +879,7 @@ pub(crate) async fn backup(a: &args::Backup, g: &args::Global, out: &Output) -> 
 }
 
 pub(crate) async fn restore(a: &args::Restore, g: &args::Global, out: &Output) -> Result<Done> {
-    let (_, store) = open::open_store(&a.repo.repo, &g.store_options, &g.key_settings).await?;
+    let (_, store) = open::open_store(&a.repo.repo, g).await?;
     let progress = out.progress(Some(0), "restore");
     let host = match (&a.host, a.any_host) {
         (_, true) => None,
@@ -946,7 +933,7 @@ pub(crate) async fn restore(a: &args::Restore, g: &args::Global, out: &Output) -
 }
 
 pub(crate) async fn snapshots(a: &args::Snapshots, g: &args::Global, out: &Output) -> Result<Done> {
-    let (_, store) = open::open_store(&a.repo.repo, &g.store_options, &g.key_settings).await?;
+    let (_, store) = open::open_store(&a.repo.repo, g).await?;
     let list = encrypt_repo::snapshot::list_snapshots(Arc::new(store), &a.prefix).await?;
     let mut human = String::new();
     for s in &list.snapshots {

@@ -11,6 +11,7 @@ use object_store::local::LocalFileSystem;
 use object_store::prefix::PrefixStore;
 use url::Url;
 
+use crate::app::args::Global;
 use crate::app::exit::{Exit, Usage, classify};
 
 /// The backend an encrypted store wraps.
@@ -158,19 +159,41 @@ fn redact_url(url: &Url) -> String {
     u.to_string()
 }
 
+/// `--escrow-setting NAME:K=V` values, by escrow provider name.
+pub(crate) fn escrow_settings(values: &[String]) -> Result<BTreeMap<String, Settings>> {
+    let mut by_name = BTreeMap::<String, Settings>::new();
+    for e in values {
+        let (name, k, v) = e
+            .split_once(':')
+            .and_then(|(n, kv)| kv.split_once('=').map(|(k, v)| (n, k, v)))
+            .ok_or_else(|| Usage(format!("--escrow-setting {e:?}: expected NAME:K=V")))?;
+        by_name
+            .entry(name.to_owned())
+            .or_default()
+            .insert(k.to_owned(), v.to_owned());
+    }
+    Ok(by_name)
+}
+
+/// How the CLI opens and registers repositories: the registration records what each key is,
+/// never how to reach it; `--key-setting` and `--escrow-setting` say that, on every run.
+pub(crate) fn repository_options(g: &Global) -> Result<RepositoryOptions> {
+    Ok(RepositoryOptions {
+        caller_access_only: true,
+        escrow_access: escrow_settings(&g.escrow_settings)?,
+        ..RepositoryOptions::default()
+    })
+}
+
 /// Opens the registered repository at `repo` with the access settings given.
-pub(crate) async fn open(
-    repo: &str,
-    store_options: &[(String, String)],
-    key_settings: &[(String, String)],
-) -> Result<(Location, Arc<Repository>)> {
-    let location = locate(repo, store_options, false)?;
-    let access: Settings = key_settings.iter().cloned().collect();
+pub(crate) async fn open(repo: &str, g: &Global) -> Result<(Location, Arc<Repository>)> {
+    let location = locate(repo, &g.store_options, false)?;
+    let access: Settings = g.key_settings.iter().cloned().collect();
     let repository = Repository::open(
         location.backend.clone(),
         &encrypt_repo::provider_registry(),
         &access,
-        RepositoryOptions::default(),
+        repository_options(g)?,
     )
     .await
     .map_err(|e| {
@@ -187,12 +210,8 @@ pub(crate) async fn open(
 }
 
 /// Opens the repository and wraps its backend.
-pub(crate) async fn open_store(
-    repo: &str,
-    store_options: &[(String, String)],
-    key_settings: &[(String, String)],
-) -> Result<(Arc<Repository>, Store)> {
-    let (location, repository) = open(repo, store_options, key_settings).await?;
+pub(crate) async fn open_store(repo: &str, g: &Global) -> Result<(Arc<Repository>, Store)> {
+    let (location, repository) = open(repo, g).await?;
     let store = EncryptedStore::new(Arc::new(location.backend), repository.clone());
     Ok((repository, store))
 }

@@ -543,6 +543,10 @@ impl ProviderFactory for ExecFactory {
         TYPE
     }
 
+    fn known_settings(&self) -> Option<&'static [&'static str]> {
+        Some(&["command", "args", "key_id", "timeout_ms"])
+    }
+
     fn identity_settings(&self) -> &'static [&'static str] {
         &["key_id"]
     }

@@ -25,7 +25,7 @@ pub use error::{Error, Result};
 pub use provider::{
     GeneratedKey, KeyProvider, KeyStatus, RotationInfo, Settings, WrapContext, WrappedKey,
 };
-pub use registry::{ProviderFactory, ProviderRegistry};
+pub use registry::{ProviderFactory, ProviderRegistry, check_known_settings};
 pub use secret::{COMMAND_TIMEOUT, MAX_SECRET_LEN, SecretSource};
 
 pub(crate) fn hex(bytes: &[u8]) -> String {

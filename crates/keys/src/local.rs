@@ -243,6 +243,10 @@ impl ProviderFactory for LocalFactory {
         TYPE
     }
 
+    fn known_settings(&self) -> Option<&'static [&'static str]> {
+        Some(&["key_file", "fingerprint"])
+    }
+
     fn identity_settings(&self) -> &'static [&'static str] {
         &["fingerprint"]
     }

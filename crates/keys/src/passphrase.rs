@@ -153,6 +153,19 @@ impl ProviderFactory for PassphraseFactory {
         TYPE
     }
 
+    fn known_settings(&self) -> Option<&'static [&'static str]> {
+        Some(&[
+            "salt",
+            "m_cost",
+            "t_cost",
+            "p_cost",
+            "fingerprint",
+            "passphrase_env",
+            "passphrase_file",
+            "passphrase_command",
+        ])
+    }
+
     fn identity_settings(&self) -> &'static [&'static str] {
         &["salt", "m_cost", "t_cost", "p_cost", "fingerprint"]
     }

@@ -33,6 +33,14 @@ pub trait ProviderFactory: std::fmt::Debug + Send + Sync + 'static {
         &[]
     }
 
+    /// Every setting name this provider type understands, identity and access, or `None` (the
+    /// default) if the factory checks names itself. [`check_known_settings`] refuses any other
+    /// name, so a misspelled `--key-setting key_fiel=…` is an error, not a silently ignored
+    /// setting.
+    fn known_settings(&self) -> Option<&'static [&'static str]> {
+        None
+    }
+
     /// Called once at registration: validates the settings and fills in generated identity
     /// settings (a salt, a fingerprint). Returns true if it created key material that the user
     /// must back up (for example a new local key file).
@@ -101,5 +109,24 @@ impl ProviderRegistry {
     /// As [`ProviderRegistry::get`] and [`ProviderFactory::open`].
     pub async fn open(&self, type_name: &str, settings: &Settings) -> Result<Arc<dyn KeyProvider>> {
         self.get(type_name)?.open(settings).await
+    }
+}
+
+/// Refuses a setting `factory` does not know (see [`ProviderFactory::known_settings`]), naming
+/// it and the known ones.
+///
+/// # Errors
+/// [`Error::Setting`] naming the first unknown setting.
+pub fn check_known_settings(factory: &dyn ProviderFactory, settings: &Settings) -> Result<()> {
+    let Some(known) = factory.known_settings() else {
+        return Ok(());
+    };
+    match settings.keys().find(|k| !known.contains(&k.as_str())) {
+        None => Ok(()),
+        Some(name) => Err(Error::Setting {
+            provider: factory.type_name().into(),
+            setting: name.clone(),
+            problem: format!("is unknown; known settings: {}", known.join(", ")),
+        }),
     }
 }

@@ -216,6 +216,20 @@ impl ProviderFactory for OpenBaoFactory {
         TYPE
     }
 
+    fn known_settings(&self) -> Option<&'static [&'static str]> {
+        Some(&[
+            "address",
+            "key_name",
+            "mount",
+            "namespace",
+            "ca_file",
+            "timeout_secs",
+            "token_env",
+            "token_file",
+            "token_command",
+        ])
+    }
+
     fn identity_settings(&self) -> &'static [&'static str] {
         &["mount", "key_name"]
     }

@@ -18,8 +18,8 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::registration::{CryptoSettings, Registration};
 use crate::repository::{
-    KeyringRecord, REGISTRATION, Repository, keyring_path, now_unix, open_provider, read_lock,
-    write_lock,
+    KeyringRecord, REGISTRATION, Recorded, Repository, keyring_path, now_unix, open_provider,
+    read_lock, write_lock,
 };
 
 /// How many keyring records a re-wrap or shred-all handles at once.
@@ -210,11 +210,17 @@ impl Repository {
             .as_ref()
             .map(label)
             .unwrap_or_default();
-        registry
-            .get(&target.key_provider_type)?
-            .prepare(&mut target.settings)
-            .await?;
-        let new = open_provider(registry, &target, &Default::default(), "target", None).await?;
+        let factory = registry.get(&target.key_provider_type)?;
+        encrypt_repo_keys::check_known_settings(factory.as_ref(), &target.settings)?;
+        factory.prepare(&mut target.settings).await?;
+        let new = open_provider(
+            registry,
+            &target,
+            &Default::default(),
+            "target",
+            Recorded::Trusted,
+        )
+        .await?;
         let status = new.status().await?;
         if !status.is_usable() {
             return Err(encrypt_repo_keys::Error::KeyUnavailable {
@@ -250,7 +256,7 @@ impl Repository {
                         message: e.to_string(),
                     }
                 })?;
-            reg.request.crypto_settings = Some(if self.options().trusted_access.is_some() {
+            reg.request.crypto_settings = Some(if self.options().records_identity_only() {
                 crate::repository::identity_only(registry, &target)?
             } else {
                 target.clone()

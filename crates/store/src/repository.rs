@@ -67,6 +67,28 @@ pub struct RepositoryOptions {
     /// the opener run a program, read a file or reach an address: `encrypt-repo serve` opens
     /// every repository this way.
     pub trusted_access: Option<Arc<BTreeMap<String, CryptoSettings>>>,
+    /// With [`trusted_access`](Self::trusted_access) `None`: storage is not trusted with how a
+    /// key is reached either, but the caller gives the access settings itself (the CLI's
+    /// choice). A registration written (by [`Repository::register`] or a re-wrap) records
+    /// identity settings only; of the settings recorded in storage only the provider's identity
+    /// settings are used; the `access` settings given to [`Repository::open`] (main provider)
+    /// and [`escrow_access`](Self::escrow_access) (escrow providers) supply the rest. So a
+    /// copied bucket cannot make the opener run its `passphrase_command` or read its `key_file`.
+    /// `false` (the default) keeps the older behaviour: recorded settings, overlaid by `access`.
+    pub caller_access_only: bool,
+    /// Access settings of escrow providers, by `key_provider_name`, laid over what storage
+    /// records for them (under [`caller_access_only`](Self::caller_access_only): their only
+    /// source). Ignored under [`trusted_access`](Self::trusted_access), whose map holds them.
+    pub escrow_access: BTreeMap<String, Settings>,
+}
+
+impl RepositoryOptions {
+    /// True if storage records identity settings only ([`trusted_access`](Self::trusted_access)
+    /// or [`caller_access_only`](Self::caller_access_only)).
+    #[must_use]
+    pub fn records_identity_only(&self) -> bool {
+        self.trusted_access.is_some() || self.caller_access_only
+    }
 }
 
 /// Default [`RepositoryOptions::status_check_interval`]: 5 minutes.
@@ -78,6 +100,8 @@ impl Default for RepositoryOptions {
             cache: CachePolicy::default(),
             status_check_interval: DEFAULT_STATUS_CHECK_INTERVAL,
             trusted_access: None,
+            caller_access_only: false,
+            escrow_access: BTreeMap::new(),
         }
     }
 }
@@ -206,21 +230,45 @@ pub(crate) fn identity_only(
     Ok(c)
 }
 
+/// Where [`open_provider`] takes access settings from besides the caller's `access`.
+#[derive(Clone, Copy)]
+pub(crate) enum Recorded<'a> {
+    /// The settings recorded in storage, all of them.
+    Trusted,
+    /// Only the identity settings recorded in storage
+    /// ([`RepositoryOptions::caller_access_only`]).
+    IdentityOnly,
+    /// The identity settings recorded in storage and the operator's entry for the provider's
+    /// name ([`RepositoryOptions::trusted_access`]).
+    Operator(&'a BTreeMap<String, CryptoSettings>),
+}
+
+impl<'a> Recorded<'a> {
+    /// What `options` say about recorded settings.
+    pub(crate) fn of(options: &'a RepositoryOptions) -> Self {
+        match (&options.trusted_access, options.caller_access_only) {
+            (Some(map), _) => Self::Operator(map),
+            (None, true) => Self::IdentityOnly,
+            (None, false) => Self::Trusted,
+        }
+    }
+}
+
 /// Builds the provider of `crypto` (as recorded in storage) with `access` settings laid over
-/// the recorded ones; under `trusted` (see [`RepositoryOptions::trusted_access`]) only the
-/// recorded identity settings are kept and the trusted entry supplies the rest.
+/// the recorded ones, as [`Recorded`] says which of those count.
 pub(crate) async fn open_provider(
     registry: &ProviderRegistry,
     crypto: &CryptoSettings,
     access: &Settings,
     field: &str,
-    trusted: Option<&BTreeMap<String, CryptoSettings>>,
+    recorded: Recorded<'_>,
 ) -> Result<Arc<dyn KeyProvider>> {
     let factory = registry.get(&crypto.key_provider_type)?;
     let identity = factory.identity_settings();
-    let mut settings = match trusted {
-        None => crypto.settings.clone(),
-        Some(map) => {
+    let mut settings = match recorded {
+        Recorded::Trusted => crypto.settings.clone(),
+        Recorded::IdentityOnly => identity_only(registry, crypto)?.settings,
+        Recorded::Operator(map) => {
             let t = map
                 .get(&crypto.key_provider_name)
                 .ok_or_else(|| Error::Setting {
@@ -243,6 +291,7 @@ pub(crate) async fn open_provider(
         }
     };
     overlay(&mut settings, access, identity, field)?;
+    encrypt_repo_keys::check_known_settings(factory.as_ref(), &settings)?;
     Ok(factory.open(&settings).await?)
 }
 
@@ -282,10 +331,9 @@ impl Repository {
             let mut created = false;
             match (&mut request.crypto_settings, request.encrypted) {
                 (Some(c), true) => {
-                    created = registry
-                        .get(&c.key_provider_type)?
-                        .prepare(&mut c.settings)
-                        .await?
+                    let factory = registry.get(&c.key_provider_type)?;
+                    encrypt_repo_keys::check_known_settings(factory.as_ref(), &c.settings)?;
+                    created = factory.prepare(&mut c.settings).await?
                 }
                 (None, true) => {
                     return Err(Error::Setting {
@@ -311,10 +359,9 @@ impl Repository {
                             ),
                         });
                     }
-                    created |= registry
-                        .get(&e.key_provider_type)?
-                        .prepare(&mut e.settings)
-                        .await?;
+                    let factory = registry.get(&e.key_provider_type)?;
+                    encrypt_repo_keys::check_known_settings(factory.as_ref(), &e.settings)?;
+                    created |= factory.prepare(&mut e.settings).await?;
                 }
             } else {
                 request.escrow.clear();
@@ -323,7 +370,7 @@ impl Repository {
                 Some(crate::registration::chunk_size(request.chunk_size)?.bytes() as u64);
             request.path_binding = Some(request.path_binding.unwrap_or(true));
             let mut recorded = request.clone();
-            if options.trusted_access.is_some() {
+            if options.records_identity_only() {
                 // Storage records what the key is, never how to reach it.
                 if let Some(c) = &mut recorded.crypto_settings {
                     *c = identity_only(registry, c)?;
@@ -430,9 +477,8 @@ impl Repository {
                         .join(", ")
                 ),
             })?;
-        let trusted = options.trusted_access.clone();
         let provider =
-            open_provider(registry, escrow, access, "escrow", trusted.as_deref()).await?;
+            open_provider(registry, escrow, access, "escrow", Recorded::of(&options)).await?;
         let mut repo = Self::build(store, registration, Some(provider), Vec::new(), options)?;
         repo.read_only = Some(format!(
             "opened with escrow provider {escrow_name}; writing needs the main key provider"
@@ -447,24 +493,50 @@ impl Repository {
         access: &Settings,
         options: RepositoryOptions,
     ) -> Result<Self> {
+        let mut unreachable = Vec::new();
         let (provider, escrow) = match (
             &registration.request.crypto_settings,
             registration.request.encrypted,
         ) {
             (Some(c), true) => {
-                let trusted = options.trusted_access.clone();
-                let trusted = trusted.as_deref();
-                let main = open_provider(registry, c, access, "crypto_settings", trusted).await?;
+                let recorded = Recorded::of(&options);
+                let main = open_provider(registry, c, access, "crypto_settings", recorded).await?;
                 let mut escrow = Vec::new();
+                let none = Settings::new();
                 for e in &registration.request.escrow {
-                    let p = open_provider(registry, e, &Settings::new(), "escrow", trusted).await?;
-                    escrow.push((e.key_provider_name.clone(), p));
+                    let given = match recorded {
+                        Recorded::Operator(_) => &none,
+                        _ => options
+                            .escrow_access
+                            .get(&e.key_provider_name)
+                            .unwrap_or(&none),
+                    };
+                    match open_provider(registry, e, given, "escrow", recorded).await {
+                        Ok(p) => escrow.push((e.key_provider_name.clone(), p)),
+                        // The caller said nothing of how to reach this escrow key: reading
+                        // needs only the main key, so the repository opens read-only.
+                        Err(err)
+                            if matches!(recorded, Recorded::IdentityOnly) && given.is_empty() =>
+                        {
+                            unreachable.push(format!("{:?} ({err})", e.key_provider_name));
+                        }
+                        Err(err) => return Err(err),
+                    }
                 }
                 (Some(main), escrow)
             }
             _ => (None, Vec::new()),
         };
-        Self::build(store, registration, provider, escrow, options)
+        let mut repo = Self::build(store, registration, provider, escrow, options)?;
+        if !unreachable.is_empty() {
+            repo.read_only = Some(format!(
+                "opened without the access settings of escrow provider {}: every new data key \
+                 needs an escrow copy, so writing needs them (RepositoryOptions::escrow_access; \
+                 the CLI's --escrow-setting NAME:K=V)",
+                unreachable.join(", ")
+            ));
+        }
+        Ok(repo)
     }
 
     fn build(
