@@ -1,10 +1,12 @@
 //! Streaming multipart upload: plaintext parts in, ciphertext parts of whole chunks out.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use encrypt_repo_format::{ChunkSize, Encryptor, ObjectSealer};
+use futures::FutureExt as _;
+use futures::future::{BoxFuture, Shared};
 use object_store::{MultipartUpload, PutPayload, PutResult, UploadPart};
 
 use crate::error::Error;
@@ -32,7 +34,21 @@ use crate::pool::BufferPool;
 /// committed. Dropping the upload without `complete` leaves no object (the backend's upload is
 /// dropped or aborted with it).
 pub(crate) struct EncryptedUpload {
-    inner: Box<dyn MultipartUpload>,
+    /// The backend's upload: parts are handed to it in order, by the sealing jobs.
+    inner: Arc<tokio::sync::Mutex<Box<dyn MultipartUpload>>>,
+    /// What sealing needs, used by one job at a time (the jobs run in call order).
+    sealer: Arc<Mutex<Sealer>>,
+    /// Resolves once every job started so far has sealed its input and handed its parts to the
+    /// backend: the next job waits for it, so parts keep their order.
+    last: Option<Shared<BoxFuture<'static, ()>>>,
+    /// `complete` or `abort` was called.
+    closed: bool,
+    path: String,
+    failed: Arc<AtomicBool>,
+}
+
+/// The sealing state of an [`EncryptedUpload`].
+struct Sealer {
     encryptor: Option<Encryptor>,
     /// The end of the input so far (at most one chunk, by reference): it may be the end of the
     /// object, which is sealed differently, so it waits for more input or `complete`.
@@ -47,15 +63,13 @@ pub(crate) struct EncryptedUpload {
     part_bytes: usize,
     chunk: ChunkSize,
     path: String,
-    failed: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for EncryptedUpload {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let tail: usize = self.tail.iter().map(Bytes::len).sum();
         f.debug_struct("EncryptedUpload")
             .field("path", &self.path)
-            .field("buffered", &(self.filled + tail))
+            .field("closed", &self.closed)
             .finish_non_exhaustive()
     }
 }
@@ -83,29 +97,103 @@ impl EncryptedUpload {
         let header = encryptor.header_bytes();
         part[..header.len()].copy_from_slice(header);
         Self {
-            inner,
-            filled: header.len(),
-            encryptor: Some(encryptor),
-            tail: Vec::new(),
-            part,
-            aside: Vec::new(),
-            pool,
-            part_bytes,
-            chunk,
+            inner: Arc::new(tokio::sync::Mutex::new(inner)),
+            sealer: Arc::new(Mutex::new(Sealer {
+                filled: header.len(),
+                encryptor: Some(encryptor),
+                tail: Vec::new(),
+                part,
+                aside: Vec::new(),
+                pool,
+                part_bytes,
+                chunk,
+                path: path.clone(),
+            })),
+            last: None,
+            closed: false,
             path,
             failed: Arc::new(AtomicBool::new(false)),
         }
     }
 
-    fn failed(&self, source: encrypt_repo_format::Error) -> object_store::Error {
-        self.failed.store(true, Ordering::Release);
-        Error::Object {
-            path: self.path.clone(),
-            source,
+    fn refuse(what: &'static str) -> object_store::Error {
+        object_store::Error::Generic {
+            store: crate::error::STORE,
+            source: what.into(),
         }
-        .into()
     }
 
+    /// Starts a job that waits for the previous one, runs `seal` off the async worker threads
+    /// (on tokio's blocking pool; the batches inside fan out on rayon's) and hands the
+    /// ciphertext parts it made to the backend, in order. Resolves to the backend's part
+    /// uploads. Without a tokio runtime, seals on the calling thread.
+    fn job(
+        &mut self,
+        seal: impl FnOnce(&mut Sealer) -> object_store::Result<Vec<PutPayload>> + Send + 'static,
+    ) -> BoxFuture<'static, object_store::Result<Vec<UploadPart>>> {
+        let (sealer, inner, failed) = (
+            Arc::clone(&self.sealer),
+            Arc::clone(&self.inner),
+            Arc::clone(&self.failed),
+        );
+        let previous = self.last.take();
+        let (done, done_rx) = tokio::sync::oneshot::channel::<()>();
+        self.last = Some(done_rx.map(drop).boxed().shared());
+        let work = async move {
+            if let Some(p) = previous {
+                p.await;
+            }
+            let run = move || seal(&mut lock(&sealer));
+            let sealed = match tokio::runtime::Handle::try_current() {
+                Ok(_) => tokio::task::spawn_blocking(run).await.map_err(joined)?,
+                Err(_) => run(),
+            };
+            let payloads = sealed.inspect_err(|_| failed.store(true, Ordering::Release))?;
+            let mut inner = inner.lock().await;
+            let parts: Vec<UploadPart> = payloads
+                .into_iter()
+                .map(|payload| {
+                    let upload = inner.put_part(payload);
+                    let failed = Arc::clone(&failed);
+                    Box::pin(async move {
+                        let result = upload.await;
+                        if result.is_err() {
+                            failed.store(true, Ordering::Release);
+                        }
+                        result
+                    }) as UploadPart
+                })
+                .collect();
+            drop(inner);
+            let _ = done.send(());
+            Ok::<_, object_store::Error>(parts)
+        };
+        match tokio::runtime::Handle::try_current() {
+            // Started now, whether or not the caller polls it soon: later jobs wait for it.
+            Ok(rt) => {
+                let task = rt.spawn(work);
+                Box::pin(async move { task.await.map_err(joined)? })
+            }
+            Err(_) => Box::pin(work),
+        }
+    }
+}
+
+/// A sealing task that panicked or was cancelled (the runtime shutting down).
+fn joined(e: tokio::task::JoinError) -> object_store::Error {
+    object_store::Error::Generic {
+        store: crate::error::STORE,
+        source: format!("sealing task: {e}").into(),
+    }
+}
+
+fn lock(sealer: &Mutex<Sealer>) -> std::sync::MutexGuard<'_, Sealer> {
+    sealer
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Sealer {
     /// The part being filled, taken from the pool if the last one was sent.
     fn part(&mut self) -> &mut Vec<u8> {
         if self.part.is_empty() {
@@ -115,26 +203,19 @@ impl EncryptedUpload {
         &mut self.part
     }
 
-    /// Sends the part being filled (if it holds anything) to the backend.
-    fn send(&mut self, parts: &mut Vec<UploadPart>) {
+    /// Moves the part being filled (if it holds anything) to `out`.
+    fn send(&mut self, out: &mut Vec<PutPayload>) {
         if self.part.is_empty() || self.filled == 0 {
             return;
         }
         let buf = std::mem::take(&mut self.part);
-        let payload = PutPayload::from(self.pool.bytes(buf, std::mem::take(&mut self.filled)));
-        let upload = self.inner.put_part(payload);
-        let failed = Arc::clone(&self.failed);
-        parts.push(Box::pin(async move {
-            let result = upload.await;
-            if result.is_err() {
-                failed.store(true, Ordering::Release);
-            }
-            result
-        }));
+        out.push(PutPayload::from(
+            self.pool.bytes(buf, std::mem::take(&mut self.filled)),
+        ));
     }
 
     /// Appends sealed bytes to the parts, sending every part that fills up.
-    fn append(&mut self, mut sealed: &[u8], parts: &mut Vec<UploadPart>) {
+    fn append(&mut self, mut sealed: &[u8], out: &mut Vec<PutPayload>) {
         while !sealed.is_empty() {
             let filled = self.filled;
             let part = self.part();
@@ -143,7 +224,7 @@ impl EncryptedUpload {
             self.filled += n;
             sealed = &sealed[n..];
             if self.filled == self.part_bytes {
-                self.send(parts);
+                self.send(out);
             }
         }
     }
@@ -156,7 +237,7 @@ impl EncryptedUpload {
         enc: &mut Encryptor,
         mut input: &[u8],
         continued: bool,
-        parts: &mut Vec<UploadPart>,
+        out: &mut Vec<PutPayload>,
     ) -> Result<(), encrypt_repo_format::Error> {
         let (c, sealed) = (self.chunk.bytes(), self.chunk.sealed_bytes());
         while !input.is_empty() {
@@ -173,15 +254,15 @@ impl EncryptedUpload {
             };
             if whole > 0 && fit > 0 {
                 let (now, rest) = input.split_at(fit.min(input.len()));
-                let out = &mut self.part[filled..];
+                let part = &mut self.part[filled..];
                 let n = if continued {
-                    enc.push_slice_continued(now, out)?
+                    enc.push_slice_continued(now, part)?
                 } else {
-                    enc.push_slice(now, out)?
+                    enc.push_slice(now, part)?
                 };
                 self.filled += n;
                 if self.filled == self.part_bytes {
-                    self.send(parts);
+                    self.send(out);
                 }
                 input = rest;
             } else {
@@ -203,7 +284,7 @@ impl EncryptedUpload {
                         return Err(e);
                     }
                 };
-                self.append(&aside[..n], parts);
+                self.append(&aside[..n], out);
                 self.aside = aside;
                 input = rest;
             }
@@ -211,10 +292,67 @@ impl EncryptedUpload {
         Ok(())
     }
 
-    fn refuse(what: &'static str) -> object_store::Error {
-        object_store::Error::Generic {
-            store: crate::error::STORE,
-            source: what.into(),
+    /// Seals `data` but for what may be the end of the object, returning the parts that
+    /// filled up.
+    fn seal_part(&mut self, data: PutPayload) -> object_store::Result<Vec<PutPayload>> {
+        let Some(mut enc) = self.encryptor.take() else {
+            return Err(EncryptedUpload::refuse("put_part after abort"));
+        };
+        let len = data.content_length();
+        let mut out = Vec::new();
+        // What was held back is followed by `data`: not the end of the object after all.
+        let mut result = Ok(());
+        for piece in std::mem::take(&mut self.tail) {
+            result = result.and_then(|()| self.push(&mut enc, &piece, true, &mut out));
+        }
+        // Of `data`, hold back what would leave the stream at a chunk boundary (at least one
+        // byte, at most one chunk: it may be the end of the object) and seal the rest now.
+        let c = self.chunk.bytes();
+        let keep = match (enc.buffered() + len) % c {
+            0 => c,
+            r => r,
+        }
+        .min(len);
+        let pieces: Vec<Bytes> = data.iter().cloned().collect();
+        let (head, tail) = split_tail(&pieces, len, keep);
+        for piece in head {
+            result = result.and_then(|()| self.push(&mut enc, &piece, true, &mut out));
+        }
+        self.tail = tail;
+        self.encryptor = Some(enc);
+        result.map(|()| out).map_err(|e| self.object_error(e))
+    }
+
+    fn object_error(&self, source: encrypt_repo_format::Error) -> object_store::Error {
+        Error::Object {
+            path: self.path.clone(),
+            source,
+        }
+        .into()
+    }
+
+    /// Seals what was held back and the end of the object, returning the last parts.
+    fn seal_final(&mut self) -> object_store::Result<Vec<PutPayload>> {
+        let Some(mut enc) = self.encryptor.take() else {
+            return Err(EncryptedUpload::refuse("complete after abort"));
+        };
+        let mut out = Vec::new();
+        let mut result = Ok(());
+        for piece in std::mem::take(&mut self.tail) {
+            result = result.and_then(|()| self.push(&mut enc, &piece, false, &mut out));
+        }
+        let mut aside = std::mem::take(&mut self.aside);
+        let result = result.and_then(|()| {
+            aside.resize(enc.finish_len(), 0);
+            enc.finish_slice(&mut aside)
+        });
+        match result {
+            Ok(n) => {
+                self.append(&aside[..n], &mut out);
+                self.send(&mut out);
+                Ok(out)
+            }
+            Err(e) => Err(self.object_error(e)),
         }
     }
 }
@@ -242,81 +380,47 @@ fn split_tail(pieces: &[Bytes], len: usize, keep: usize) -> (Vec<Bytes>, Vec<Byt
 #[async_trait::async_trait]
 impl MultipartUpload for EncryptedUpload {
     fn put_part(&mut self, data: PutPayload) -> UploadPart {
-        let Some(mut enc) = self.encryptor.take() else {
+        if self.closed {
             return Box::pin(futures::future::ready(Err(Self::refuse(
                 "put_part after complete",
             ))));
-        };
-        let len = data.content_length();
-        if len == 0 {
-            self.encryptor = Some(enc);
+        }
+        if data.content_length() == 0 {
             return Box::pin(futures::future::ready(Ok(())));
         }
-        let mut parts = Vec::new();
-        // What was held back is followed by `data`: not the end of the object after all.
-        let mut result = Ok(());
-        for piece in std::mem::take(&mut self.tail) {
-            result = result.and_then(|()| self.push(&mut enc, &piece, true, &mut parts));
-        }
-        // Of `data`, hold back what would leave the stream at a chunk boundary (at least one
-        // byte, at most one chunk: it may be the end of the object) and seal the rest now.
-        let c = self.chunk.bytes();
-        let keep = match (enc.buffered() + len) % c {
-            0 => c,
-            r => r,
-        }
-        .min(len);
-        let pieces: Vec<Bytes> = data.iter().cloned().collect();
-        let (head, tail) = split_tail(&pieces, len, keep);
-        for piece in head {
-            result = result.and_then(|()| self.push(&mut enc, &piece, true, &mut parts));
-        }
-        self.tail = tail;
-        self.encryptor = Some(enc);
-        if let Err(e) = result {
-            let err = self.failed(e);
-            return Box::pin(futures::future::ready(Err(err)));
-        }
-        Box::pin(async move { futures::future::try_join_all(parts).await.map(drop) })
+        let sealed = self.job(move |s| s.seal_part(data));
+        Box::pin(async move { futures::future::try_join_all(sealed.await?).await.map(drop) })
     }
 
     async fn complete(&mut self) -> object_store::Result<PutResult> {
+        if self.closed {
+            return Err(Self::refuse("complete called twice"));
+        }
+        self.closed = true;
+        let parts = self.job(Sealer::seal_final).await;
         if self.failed.load(Ordering::Acquire) {
             return Err(Self::refuse(
                 "a part of this upload failed; abort it and upload the object again",
             ));
         }
-        let Some(mut enc) = self.encryptor.take() else {
-            return Err(Self::refuse("complete called twice"));
-        };
-        let mut parts = Vec::new();
-        let mut result = Ok(());
-        for piece in std::mem::take(&mut self.tail) {
-            result = result.and_then(|()| self.push(&mut enc, &piece, false, &mut parts));
-        }
-        let mut aside = std::mem::take(&mut self.aside);
-        let result = result.and_then(|()| {
-            aside.resize(enc.finish_len(), 0);
-            enc.finish_slice(&mut aside)
-        });
-        if let Err(e) = result {
-            return Err(self.failed(e));
-        }
-        self.append(&aside, &mut parts);
-        self.send(&mut parts);
-        futures::future::try_join_all(parts).await?;
+        futures::future::try_join_all(parts?).await?;
         if self.failed.load(Ordering::Acquire) {
             return Err(Self::refuse("a part of this upload failed"));
         }
-        self.inner.complete().await
+        self.inner.lock().await.complete().await
     }
 
     async fn abort(&mut self) -> object_store::Result<()> {
-        self.encryptor = None;
-        self.tail = Vec::new();
-        self.aside = Vec::new();
-        self.part = Vec::new();
-        self.filled = 0;
-        self.inner.abort().await
+        self.closed = true;
+        // Jobs already started finish (their parts are aborted with the upload); the held
+        // plaintext and part buffers go now if no job holds them.
+        if let Ok(mut s) = self.sealer.try_lock() {
+            s.encryptor = None;
+            s.tail = Vec::new();
+            s.aside = Vec::new();
+            s.part = Vec::new();
+            s.filled = 0;
+        }
+        self.inner.lock().await.abort().await
     }
 }

@@ -314,3 +314,52 @@ async fn two_repository_instances_over_one_directory() {
     assert_eq!(kb.len(), 1);
     assert_ne!(ka, kb, "the two writers have their own data keys");
 }
+
+/// A snapshot uploader on a one-thread runtime: `put_part` of a 64 MiB part returns before the
+/// part is sealed (sealing runs on the blocking pool, not on the calling task), so another task
+/// on the same thread runs while it is sealed — it sees none of the part's ciphertext handed to
+/// the backend yet — and the object still reads back byte for byte, its parts in order.
+#[test]
+fn sealing_a_large_part_leaves_a_one_thread_runtime_answering() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let keys = tempfile::tempdir().unwrap();
+        let raw = Arc::new(CountingStore::new(Arc::new(InMemory::new())));
+        let repo = register_local(
+            raw.clone(),
+            &keys.path().join("master.key"),
+            Some(CHUNK_64K),
+        )
+        .await;
+        let store = EncryptedStore::new(raw.clone(), Arc::new(repo));
+        let path = Path::from("big");
+        let mut upload = store.put_multipart(&path).await.unwrap();
+        let data: Vec<u8> = (0..64u32 << 20).map(|i| (i % 251) as u8).collect();
+        let second: Vec<u8> = data.iter().rev().copied().collect();
+        raw.clear();
+        let first = upload.put_part(PutPayload::from(data.clone()));
+        let next = upload.put_part(PutPayload::from(second.clone()));
+        // Runs on this, the only worker thread, as soon as the caller yields.
+        let counter = raw.clone();
+        let seen = tokio::spawn(async move { counter.count(Method::PutPart) })
+            .await
+            .unwrap();
+        futures::future::try_join(first, next).await.unwrap();
+        upload.complete().await.unwrap();
+        let parts = raw.count(Method::PutPart);
+        assert!(parts > 20, "{parts} backend parts for 128 MiB");
+        assert_eq!(
+            seen, 0,
+            "the other task ran only after {seen} of {parts} parts were sealed and sent"
+        );
+        let back = store.get(&path).await.unwrap().bytes().await.unwrap();
+        assert!(
+            back.len() == 128 << 20
+                && back[..64 << 20] == data[..]
+                && back[64 << 20..] == second[..]
+        );
+    });
+}
