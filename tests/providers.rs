@@ -6,7 +6,15 @@ fn default_build_registers_every_provider() {
     let registry = encrypt_repo::provider_registry();
     assert_eq!(
         registry.known(),
-        ["aws-kms", "exec", "local", "openbao", "passphrase"]
+        [
+            "aws-kms",
+            "azure-key-vault",
+            "exec",
+            "gcp-kms",
+            "local",
+            "openbao",
+            "passphrase"
+        ]
     );
 }
 
@@ -18,6 +26,6 @@ async fn unknown_provider_type_lists_the_known_ones() {
         .unwrap_err();
     assert_eq!(
         e.to_string(),
-        "unknown key provider type \"hsm\"; known types: aws-kms, exec, local, openbao, passphrase"
+        "unknown key provider type \"hsm\"; known types: aws-kms, azure-key-vault, exec, gcp-kms, local, openbao, passphrase"
     );
 }

@@ -2,6 +2,7 @@
 //! ripgrep keeps it). The format crate has its own suites under `crates/format/tests/`.
 
 mod cli;
+mod clouds;
 mod golden;
 mod providers;
 mod recover;

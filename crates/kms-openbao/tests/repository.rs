@@ -9,33 +9,19 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use encrypt_repo_keys::{CachePolicy, ProviderRegistry, Settings};
+use encrypt_repo_keys::{ProviderRegistry, Settings};
 use encrypt_repo_kms_openbao::OpenBaoFactory;
-use encrypt_repo_store::{
-    CryptoSettings, EncryptedStore, Error, RegistrationRequest, Repository, RepositoryOptions,
+use encrypt_repo_store::{CryptoSettings, EncryptedStore, Error, Repository, RepositoryOptions};
+use encrypt_repo_testkit::repository::{
+    Rewrapped, rewrap_touches_no_data_object, withdrawn_key_locks_and_restored_key_unlocks,
 };
-use encrypt_repo_testkit::store::{CountingStore, assert_numbered, put_numbered};
-use object_store::ObjectStoreExt;
-use object_store::memory::InMemory;
-use object_store::path::Path;
+use encrypt_repo_testkit::store::assert_numbered;
 use support::*;
 
 fn registry() -> ProviderRegistry {
     let mut r = ProviderRegistry::with_builtin();
     r.register(Arc::new(OpenBaoFactory));
     r
-}
-
-fn request(crypto: CryptoSettings) -> RegistrationRequest {
-    RegistrationRequest {
-        store_type: "memory".into(),
-        settings: Default::default(),
-        encrypted: true,
-        crypto_settings: Some(crypto),
-        chunk_size: None,
-        escrow: Vec::new(),
-        path_binding: None,
-    }
 }
 
 /// 1,000 objects under 4 data keys move from a local key file to a transit key: zero calls on
@@ -48,46 +34,20 @@ async fn rewrap_from_local_to_openbao_over_1000_objects_touches_no_data_object()
     let key = bao.new_key().await;
     let dir = tempfile::tempdir().unwrap();
     let key_file = dir.path().join("master.key");
-    let counting = Arc::new(CountingStore::new(Arc::new(InMemory::new())));
     let local = CryptoSettings {
         key_provider_name: "old".into(),
         key_provider_type: "local".into(),
         settings: Settings::from([("key_file".to_owned(), key_file.display().to_string())]),
     };
-    let repo = Repository::register(
-        counting.clone(),
-        request(local),
-        &registry(),
-        RepositoryOptions::default(),
-    )
-    .await
-    .unwrap()
-    .repository;
-    let repo = Arc::new(repo);
-    let store = EncryptedStore::new(counting.clone(), repo.clone());
-    for batch in 0..4 {
-        repo.rotate_now().await;
-        put_numbered(&store, batch * N / 4..(batch + 1) * N / 4).await;
-    }
-    assert_eq!(repo.data_key_ids().await.unwrap().len(), 4);
-
-    counting.clear();
     let target = CryptoSettings {
         key_provider_name: "bao".into(),
         key_provider_type: "openbao".into(),
         settings: bao.settings(&key, &bao.token_file),
     };
-    let report = repo.rewrap(target, &registry()).await.unwrap();
-    assert_eq!((report.rewrapped, report.shredded), (4, 0));
-    let data_calls = counting.calls_outside(encrypt_repo_store::RESERVED_PREFIX);
-    assert!(
-        data_calls.is_empty(),
-        "re-wrap touched data objects: {data_calls:?}"
-    );
-    for k in repo.data_keys().await.unwrap() {
-        let by: Vec<&str> = k.wrapped_by.iter().map(|(p, _)| p.as_str()).collect();
-        assert_eq!(by, ["openbao"], "{k:?}");
-    }
+    let Rewrapped {
+        store: counting, ..
+    } = rewrap_touches_no_data_object(&registry(), local, target, &format!("transit/{key}"), N)
+        .await;
 
     // Only the new provider: a registry without `local` at all.
     let mut only_bao = ProviderRegistry::new();
@@ -136,60 +96,25 @@ async fn withdrawn_access_locks_and_restored_access_unlocks_within_the_interval(
     let policy = format!("policy-{key}");
     bao.set_policy(&policy, &minimal_policy(&key)).await;
     let (_token, token_file) = bao.token_with(&policy).await;
-    let raw = Arc::new(InMemory::new());
     let crypto = CryptoSettings {
         key_provider_name: "bao".into(),
         key_provider_type: "openbao".into(),
         settings: bao.settings(&key, &token_file),
     };
-    let options = RepositoryOptions {
-        cache: CachePolicy {
-            reader_ttl: Duration::from_millis(500),
-            ..CachePolicy::default()
+    withdrawn_key_locks_and_restored_key_unlocks(
+        &registry(),
+        crypto,
+        &key,
+        async || {
+            bao.set_policy(
+                &policy,
+                r#"path "transit/keys/none" { capabilities = ["read"] }"#,
+            )
+            .await;
         },
-        status_check_interval: Duration::from_millis(200),
-        ..RepositoryOptions::default()
-    };
-    let repo = Repository::register(raw.clone(), request(crypto), &registry(), options)
-        .await
-        .unwrap()
-        .repository;
-    let store = EncryptedStore::new(raw.clone(), Arc::new(repo));
-    put_numbered(&store, 0..5).await;
-    assert_numbered(&store, 5).await;
-
-    bao.set_policy(
-        &policy,
-        r#"path "transit/keys/none" { capabilities = ["read"] }"#,
+        async || bao.set_policy(&policy, &minimal_policy(&key)).await,
+        Duration::from_secs(5),
     )
     .await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while store.repository().lock_reason().is_none() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "not locked within 5 s"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let e = store.get(&Path::from("o/0000")).await.unwrap_err();
-    let m = e.to_string();
-    assert!(
-        m.contains("locked") && m.contains("openbao") && m.contains(&key),
-        "{m}"
-    );
-    let e = store.put(&Path::from("new"), "x".into()).await.unwrap_err();
-    assert!(e.to_string().contains("locked"), "{e}");
-
-    bao.set_policy(&policy, &minimal_policy(&key)).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while store.repository().lock_reason().is_some() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "not unlocked within 5 s"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_numbered(&store, 5).await;
-    store.put(&Path::from("new"), "x".into()).await.unwrap();
     let _ = std::fs::remove_file(&token_file);
 }

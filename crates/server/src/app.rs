@@ -114,12 +114,15 @@ pub struct App {
     pub uploads: Arc<crate::limits::Uploads>,
 }
 
-/// The provider registry of the service: `local`, `passphrase`, `exec`, `aws-kms`, `openbao`.
+/// The provider registry of the service: `local`, `passphrase`, `exec`, `aws-kms`, `openbao`,
+/// `azure-key-vault`, `gcp-kms`.
 #[must_use]
 pub fn provider_registry() -> ProviderRegistry {
     let mut r = ProviderRegistry::with_builtin();
     r.register(Arc::new(encrypt_repo_kms_aws::AwsKmsFactory::new()));
     r.register(Arc::new(encrypt_repo_kms_openbao::OpenBaoFactory));
+    r.register(Arc::new(encrypt_repo_kms_azure::AzureKeyVaultFactory::new()));
+    r.register(Arc::new(encrypt_repo_kms_gcp::GcpKmsFactory::new()));
     r
 }
 
@@ -541,6 +544,9 @@ impl App {
         }
         let options = RepositoryOptions {
             trusted_access: Some(Arc::new(trusted)),
+            status_check_interval: std::time::Duration::from_secs(
+                self.config.server.key_status_interval_seconds,
+            ),
             ..RepositoryOptions::default()
         };
         Ok((effective, options))

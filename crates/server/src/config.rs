@@ -335,6 +335,12 @@ pub struct ServerSection {
     /// from the system repository (seconds, 1 … 3600; default 5).
     #[serde(default = "default_reload")]
     pub reload_interval_seconds: u64,
+    /// How often each open repository asks its key provider whether the key is still usable
+    /// (seconds, 1 … 86400; default 300): a key disabled, revoked or no longer permitted at the
+    /// provider locks the repository within this interval, and re-enabling it unlocks it, with
+    /// no restart.
+    #[serde(default = "default_key_status")]
+    pub key_status_interval_seconds: u64,
     /// Directories under which `fs` repositories may be registered (OpenSearch's `path.repo`);
     /// the short form of an `fs` entry in [`storage`](Self::storage) with `allowed: ["*"]`.
     #[serde(default)]
@@ -362,6 +368,10 @@ pub struct ServerSection {
 
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 9200))
+}
+
+fn default_key_status() -> u64 {
+    encrypt_repo_store::DEFAULT_STATUS_CHECK_INTERVAL.as_secs()
 }
 
 fn default_reload() -> u64 {
@@ -535,6 +545,12 @@ impl ServerConfig {
             return bad(
                 "config.dynamic.http.xff.remoteIpHeader",
                 "is not a valid header name",
+            );
+        }
+        if !(1..=86_400).contains(&self.server.key_status_interval_seconds) {
+            return bad(
+                "server.key_status_interval_seconds",
+                "must be from 1 to 86400",
             );
         }
         if !(1..=3600).contains(&self.server.reload_interval_seconds) {

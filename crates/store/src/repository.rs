@@ -54,8 +54,9 @@ pub struct RepositoryOptions {
     pub status_check_interval: std::time::Duration,
     /// Where the key providers' *access* settings come from.
     ///
-    /// `None` (the default; the CLI's choice): the settings recorded in storage, overlaid by the
-    /// `access` settings given to [`Repository::open`].
+    /// `None` (the default): the settings recorded in storage, overlaid by the `access`
+    /// settings given to [`Repository::open`] — unless
+    /// [`caller_access_only`](Self::caller_access_only) says otherwise.
     ///
     /// `Some(map)`: storage is not trusted with how a key is reached. The map (by
     /// `key_provider_name`: the provider type expected and its settings) is the only source of

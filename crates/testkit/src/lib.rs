@@ -7,7 +7,14 @@
 //! [`store::CountingStore`] wraps any `ObjectStore` and records every call, so tests can show
 //! what an operation read and wrote (a re-wrap touching no data object, a range read fetching
 //! one chunk).
+//!
+//! [`repository`] holds the repository-level scenarios (re-wrap touching no data object, a
+//! withdrawn key locking and a restored one unlocking) that every provider crate runs over its
+//! own provider; [`azure_key_vault`] and [`gcp_kms`] are loopback stand-ins of those services.
 
+pub mod azure_key_vault;
+pub mod gcp_kms;
+pub mod repository;
 pub mod store;
 
 use std::sync::Arc;
