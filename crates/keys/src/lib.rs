@@ -19,6 +19,7 @@ pub mod passphrase;
 mod provider;
 mod registry;
 mod secret;
+pub mod wire;
 
 pub use cache::{CachePolicy, ReaderCache, WriterKey};
 pub use error::{Error, Result};

@@ -284,14 +284,8 @@ async fn read_capped(
 
 /// A JSON body in a zeroizing buffer that stays owned until the HTTP stack drops it.
 pub(crate) fn json_body(value: &impl serde::Serialize) -> Result<Bytes> {
-    // Large enough that serialising a wrap request never reallocates (which would free an
-    // unwiped copy).
-    let mut buf = Zeroizing::new(Vec::with_capacity(2048));
-    serde_json::to_writer(&mut *buf, value).map_err(|e| Error::Provider {
-        provider: TYPE.into(),
-        message: format!("cannot encode a request: {e}"),
-    })?;
-    Ok(zeroizing_bytes(buf))
+    // Large enough that serialising a wrap request never reallocates.
+    encrypt_repo_keys::wire::zeroizing_json(TYPE, value, 2048)
 }
 
 /// An `application/x-www-form-urlencoded` body (token requests carry a secret or an assertion).
@@ -321,37 +315,7 @@ pub(crate) fn percent_encode(s: &str, out: &mut Vec<u8>) {
     }
 }
 
-pub(crate) fn zeroizing_bytes(buf: Zeroizing<Vec<u8>>) -> Bytes {
-    Bytes::from_owner(ZeroizingBytes(buf))
-}
-
-/// `Zeroizing<Vec<u8>>` as a `Bytes` owner.
-struct ZeroizingBytes(Zeroizing<Vec<u8>>);
-
-impl AsRef<[u8]> for ZeroizingBytes {
-    fn as_ref(&self) -> &[u8] {
-        &self.0
-    }
-}
-
-/// Keeps a server-supplied message printable, short, and free of `secrets`.
-pub(crate) fn sanitize(message: &str, secrets: &[&str]) -> String {
-    const MAX: usize = 400;
-    let mut s = message.to_owned();
-    for secret in secrets.iter().filter(|s| s.len() >= 4) {
-        s = s.replace(secret, "<redacted>");
-    }
-    s.retain(|c| !c.is_control());
-    if s.len() > MAX {
-        let mut cut = MAX;
-        while !s.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        s.truncate(cut);
-        s.push('…');
-    }
-    s
-}
+pub(crate) use encrypt_repo_keys::wire::{sanitize, zeroizing_bytes};
 
 #[cfg(test)]
 mod tests {
@@ -367,15 +331,5 @@ mod tests {
             &b[..],
             b"scope=https%3A%2F%2Fvault.azure.net%2F.default&a%20b=x%2By%26z"
         );
-    }
-
-    #[test]
-    fn sanitize_removes_secrets_controls_and_length() {
-        assert_eq!(
-            sanitize("bad s3cret\n here", &["s3cret"]),
-            "bad <redacted> here"
-        );
-        let s = sanitize(&"é".repeat(400), &[]);
-        assert!(s.len() <= 404 && s.ends_with('…'));
     }
 }

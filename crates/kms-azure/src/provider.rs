@@ -479,25 +479,9 @@ fn now() -> i64 {
     i64::try_from(unix_now()).unwrap_or(i64::MAX)
 }
 
-/// Unix seconds as RFC 3339 UTC (`1970-01-01T00:00:00Z`).
+/// Unix seconds as RFC 3339 UTC, or as the number itself outside the years 1970 to 9999.
 pub(crate) fn rfc3339(t: i64) -> String {
-    let (days, secs) = (t.div_euclid(86_400), t.rem_euclid(86_400));
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
-    )
+    encrypt_repo_keys::wire::rfc3339(t).unwrap_or_else(|| format!("{t} (Unix seconds)"))
 }
 
 #[cfg(test)]
@@ -577,5 +561,6 @@ mod tests {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
         assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
+        assert_eq!(rfc3339(-1), "-1 (Unix seconds)");
     }
 }

@@ -114,22 +114,7 @@ fn status_for_http(http: StatusCode) -> &'static str {
 
 /// Keeps a server-supplied message printable, short, and free of the bearer token.
 pub(crate) fn sanitize(message: &str, token: &str) -> String {
-    const MAX: usize = 300;
-    let mut s = if token.is_empty() {
-        message.to_owned()
-    } else {
-        message.replace(token, "<token>")
-    };
-    s.retain(|c| !c.is_control());
-    if s.len() > MAX {
-        let mut cut = MAX;
-        while !s.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        s.truncate(cut);
-        s.push('…');
-    }
-    s
+    encrypt_repo_keys::wire::sanitize(message, &[token])
 }
 
 /// Maps an error answer of `op` on `key`:
@@ -286,7 +271,7 @@ mod tests {
         match map_error(Op::Get, KEY, &e) {
             Error::Provider { message, .. } => {
                 assert!(
-                    message.contains("UNAUTHENTICATED: token <token> is invalid (HTTP 401)"),
+                    message.contains("UNAUTHENTICATED: token <redacted> is invalid (HTTP 401)"),
                     "{message}"
                 );
             }

@@ -241,23 +241,8 @@ async fn read_capped(
 
 /// A JSON request body in a zeroizing buffer that stays owned until the HTTP stack drops it.
 pub(crate) fn json_body(value: &impl serde::Serialize) -> Result<Bytes> {
-    // Large enough that serialising a wrap request never reallocates (a reallocation would free
-    // an unwiped copy).
-    let mut buf = Zeroizing::new(Vec::with_capacity(2048));
-    serde_json::to_writer(&mut *buf, value).map_err(|e| Error::Provider {
-        provider: TYPE.into(),
-        message: format!("cannot encode a request: {e}"),
-    })?;
-    Ok(Bytes::from_owner(ZeroizingBytes(buf)))
-}
-
-/// `Zeroizing<Vec<u8>>` as a `Bytes` owner.
-struct ZeroizingBytes(Zeroizing<Vec<u8>>);
-
-impl AsRef<[u8]> for ZeroizingBytes {
-    fn as_ref(&self) -> &[u8] {
-        &self.0
-    }
+    // Large enough that serialising a wrap request never reallocates.
+    encrypt_repo_keys::wire::zeroizing_json(TYPE, value, 2048)
 }
 
 #[cfg(test)]

@@ -40,22 +40,7 @@ impl Answer {
 
 /// Keeps a server-supplied message printable, short, and free of the token.
 fn sanitize(message: &str, token: &str) -> String {
-    const MAX: usize = 300;
-    let mut s = if token.is_empty() {
-        message.to_owned()
-    } else {
-        message.replace(token, "<token>")
-    };
-    s.retain(|c| !c.is_control());
-    if s.len() > MAX {
-        let mut cut = MAX;
-        while !s.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        s.truncate(cut);
-        s.push('…');
-    }
-    s
+    encrypt_repo_keys::wire::sanitize(message, &[token])
 }
 
 /// A client for one OpenBao server with one token.
@@ -285,22 +270,7 @@ async fn read_token(source: &SecretSource) -> Result<Zeroizing<String>> {
 
 /// A JSON request body in a zeroizing buffer that stays owned until the HTTP stack drops it.
 pub(crate) fn json_body(value: &impl serde::Serialize) -> Result<Bytes> {
-    // Large enough that serialising never reallocates (a reallocation would free an unwiped copy).
-    let mut buf = Zeroizing::new(Vec::with_capacity(1024));
-    serde_json::to_writer(&mut *buf, value).map_err(|e| Error::Provider {
-        provider: TYPE.into(),
-        message: format!("cannot encode a request: {e}"),
-    })?;
-    Ok(Bytes::from_owner(ZeroizingBytes(buf)))
-}
-
-/// `Zeroizing<Vec<u8>>` as a `Bytes` owner.
-struct ZeroizingBytes(Zeroizing<Vec<u8>>);
-
-impl AsRef<[u8]> for ZeroizingBytes {
-    fn as_ref(&self) -> &[u8] {
-        &self.0
-    }
+    encrypt_repo_keys::wire::zeroizing_json(TYPE, value, 1024)
 }
 
 #[cfg(test)]
@@ -310,7 +280,7 @@ mod tests {
     #[test]
     fn sanitize_removes_token_controls_and_length() {
         let s = sanitize("bad token s.abc\n\u{7}here", "s.abc");
-        assert_eq!(s, "bad token <token>here");
+        assert_eq!(s, "bad token <redacted>here");
         let long = "é".repeat(400);
         let s = sanitize(&long, "");
         assert!(s.len() <= 304 && s.ends_with('…'));

@@ -155,7 +155,9 @@ impl TransitKeyInfo {
                 .get(&info.latest_version.to_string())
                 .and_then(|v| match v {
                     // symmetric keys: Unix seconds; asymmetric: an object with `creation_time`
-                    serde_json::Value::Number(n) => n.as_i64().and_then(rfc3339),
+                    serde_json::Value::Number(n) => {
+                        n.as_i64().and_then(encrypt_repo_keys::wire::rfc3339)
+                    }
                     serde_json::Value::Object(o) => o
                         .get("creation_time")
                         .and_then(|t| t.as_str())
@@ -199,29 +201,6 @@ fn period_seconds<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
         serde_json::Value::String(s) => u64::from(s.chars().any(|c| ('1'..='9').contains(&c))),
         _ => 0,
     })
-}
-
-/// Unix seconds as `YYYY-MM-DDTHH:MM:SSZ` (proleptic Gregorian; H. Hinnant's civil_from_days).
-fn rfc3339(secs: i64) -> Option<String> {
-    if !(0..=253_402_300_799).contains(&secs) {
-        return None; // outside years 1970..=9999
-    }
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    Some(format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    ))
 }
 
 #[cfg(test)]
@@ -294,20 +273,5 @@ mod tests {
         for junk in [&b"{}"[..], b"[]", b"null", b"{\"data\":{}}", b"\xff"] {
             assert!(TransitKeyInfo::parse(junk).is_none());
         }
-    }
-
-    #[test]
-    fn rfc3339_dates() {
-        assert_eq!(rfc3339(0).as_deref(), Some("1970-01-01T00:00:00Z"));
-        assert_eq!(
-            rfc3339(951_782_400).as_deref(),
-            Some("2000-02-29T00:00:00Z")
-        );
-        assert_eq!(
-            rfc3339(1_709_251_199).as_deref(),
-            Some("2024-02-29T23:59:59Z")
-        );
-        assert_eq!(rfc3339(-1), None);
-        assert_eq!(rfc3339(i64::MAX), None);
     }
 }

@@ -571,7 +571,7 @@ async fn server_errors_and_wrong_shapes_are_provider_errors_without_the_token() 
     match p.unwrap(&a_wrapped(), &c).await {
         Err(e @ Error::Provider { .. }) => {
             let m = e.to_string();
-            assert!(m.contains("HTTP 500") && m.contains("<token>"), "{m}");
+            assert!(m.contains("HTTP 500") && m.contains("<redacted>"), "{m}");
             assert_clean(&m, &token, &DataKey::from_bytes([0x42; 32]));
         }
         other => panic!("{other:?}"),

@@ -25,10 +25,15 @@ use crate::pool::BufferPool;
 /// more input or `complete` says which it is. Part buffers are recycled once the backend drops
 /// them, so a long upload neither allocates nor zero-fills per part.
 ///
+/// Sealing runs off the async worker threads: each `put_part` starts a job at once (on tokio's
+/// blocking pool when there is a runtime, else inline) that waits for the previous job, so parts
+/// keep their call order whatever order the caller polls the returned futures in.
+///
 /// Memory held: the part being filled, one sealed chunk aside, the encryptor's batch (only for
 /// input that arrives in pieces smaller than a chunk), one chunk of the caller's input (by
-/// reference), and up to [`KEEP_PARTS`] idle part buffers; the caller bounds how many part
-/// uploads run at once by how many returned futures it polls together.
+/// reference), up to [`KEEP_PARTS`] idle part buffers, and the input of each `put_part` whose
+/// job has not run yet (by reference); the caller bounds that, and how many part uploads run at
+/// once, by how many returned futures it holds.
 ///
 /// Once any part has failed, `complete` refuses: an object missing a part must never be
 /// committed. Dropping the upload without `complete` leaves no object (the backend's upload is
